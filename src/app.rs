@@ -1,0 +1,116 @@
+//! The application state shared by every request: configuration, secrets, the store and the API clients.
+
+use crate::cf::client::CfClient;
+use crate::config::{Availability, Config, InboundConfig, OutboundConfig, Problem, SecretId};
+use crate::halo::client::HaloClient;
+use crate::secrets::Secrets;
+use crate::settings::Area;
+use crate::store::{AzureTable, Store, Table};
+use rand::Rng;
+use std::sync::Arc;
+
+pub struct App {
+    pub config: Config,
+    pub secrets: Secrets,
+    pub store: Option<Store>,
+    pub halo: Option<HaloClient>,
+    pub cf: Option<CfClient>,
+}
+
+/// A direction that cannot work, and why (every reason, for the 503 body and the startup log).
+#[derive(Debug, Clone)]
+pub struct DirectionOff {
+    pub direction: &'static str,
+    pub problems: Vec<Problem>,
+}
+
+/// What the outbound direction needs, all present.
+pub struct OutboundParts<'a> {
+    pub cfg: &'a OutboundConfig,
+    pub store: &'a Store,
+    pub halo: &'a HaloClient,
+}
+
+/// What the inbound direction needs, all present.
+pub struct InboundParts<'a> {
+    pub cfg: &'a InboundConfig,
+    pub store: &'a Store,
+    pub halo: &'a HaloClient,
+    pub cf: &'a CfClient,
+}
+
+impl App {
+    /// Builds the clients for whatever is configured; nothing is called yet.
+    pub fn new(config: Config) -> Result<App, String> {
+        let http = crate::upstream::http_client();
+        let secrets = Secrets::new(&config.secrets, config.rotation_grace);
+        let store = match &config.storage {
+            Availability::Ready(storage) => {
+                let table =
+                    AzureTable::new(storage, &http).map_err(|e| format!("state storage ({}): {e}", storage.source))?;
+                Some(Store::new(Arc::new(table) as Arc<dyn Table>))
+            }
+            Availability::Off(_) => None,
+        };
+        Ok(Self::with_store(config, secrets, store, http))
+    }
+
+    /// Assembles the app around a given store (tests pass an in-memory one).
+    pub fn with_store(config: Config, secrets: Secrets, store: Option<Store>, http: reqwest::Client) -> App {
+        let timeout = config.upstream_timeout;
+        let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
+        let cf = config.inbound.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
+        App { config, secrets, store, halo, cf }
+    }
+
+    fn secret_problems(&self, ids: &[SecretId]) -> Vec<Problem> {
+        ids.iter().filter_map(|id| self.secrets.current(*id).err()).collect()
+    }
+
+    fn off(&self, area: Area, direction: &'static str, secrets: &[SecretId]) -> Option<DirectionOff> {
+        let mut problems = self.config.problems_of(area);
+        problems.extend(self.secret_problems(secrets));
+        (!problems.is_empty()).then_some(DirectionOff { direction, problems })
+    }
+
+    pub fn outbound(&self) -> Result<OutboundParts<'_>, DirectionOff> {
+        if let Some(off) = self.off(Area::Outbound, "cf-webhook", &[SecretId::CfWebhook, SecretId::HaloClient]) {
+            return Err(off);
+        }
+        match (self.config.outbound.ready(), &self.store, &self.halo) {
+            (Some(cfg), Some(store), Some(halo)) => Ok(OutboundParts { cfg, store, halo }),
+            _ => Err(DirectionOff { direction: "cf-webhook", problems: vec![Problem::Other("not configured".into())] }),
+        }
+    }
+
+    pub fn inbound(&self) -> Result<InboundParts<'_>, DirectionOff> {
+        let secrets = [SecretId::HaloWebhook, SecretId::HaloClient, SecretId::CfServiceAccount];
+        if let Some(off) = self.off(Area::Inbound, "halo-webhook", &secrets) {
+            return Err(off);
+        }
+        match (self.config.inbound.ready(), &self.store, &self.halo, &self.cf) {
+            (Some(cfg), Some(store), Some(halo), Some(cf)) => Ok(InboundParts { cfg, store, halo, cf }),
+            _ => {
+                Err(DirectionOff { direction: "halo-webhook", problems: vec![Problem::Other("not configured".into())] })
+            }
+        }
+    }
+
+    /// The configured reference location (Halo settings are present whenever a direction is on).
+    pub fn reference_location(&self) -> crate::config::RefLocation {
+        self.config
+            .halo
+            .ready()
+            .map(|h| h.reference)
+            .unwrap_or(crate::config::RefLocation::Field(crate::config::TicketRefField::SupplierReference))
+    }
+
+    pub fn claim_ttl_secs(&self) -> i64 {
+        self.config.claim_ttl.as_secs() as i64
+    }
+}
+
+/// A random token naming one request's claims.
+pub fn claim_owner() -> String {
+    format!("{:016x}", rand::thread_rng().gen::<u64>())
+}

@@ -1,0 +1,110 @@
+//! The ContraForce API calls of the inbound direction: add a comment, close an incident. Basic auth with the
+//! service account; the secret is read at each call, so a rotation takes effect at once.
+
+use crate::config::{InboundConfig, SecretId};
+use crate::domain::ExternalRef;
+use crate::secrets::Secrets;
+use crate::upstream::{self, Deadline, Retry, UpstreamError};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const SERVICE: &str = "ContraForce API";
+
+pub struct CfClient {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    workspace: String,
+    client_id: String,
+    secrets: Secrets,
+    call_timeout: Duration,
+    calls: AtomicU64,
+}
+
+/// What a close sends besides the status.
+#[derive(Debug, Clone)]
+pub struct Close<'a> {
+    pub comment: &'a str,
+    pub classification: &'a str,
+    pub reason: &'a str,
+}
+
+impl CfClient {
+    pub fn new(http: reqwest::Client, cfg: &InboundConfig, secrets: Secrets, call_timeout: Duration) -> Self {
+        CfClient {
+            http,
+            base: reqwest::Url::parse(&cfg.cf_api_base_url).expect("validated in config"),
+            workspace: cfg.cf_workspace_id.clone(),
+            client_id: cfg.cf_client_id.clone(),
+            secrets,
+            call_timeout,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// `{base}/workspaces/{ws}/incidents/{incidentId}/{leaf}`, each segment URL-escaped.
+    fn incident_url(&self, incident: &ExternalRef, leaf: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("an http(s) base URL").pop_if_empty().extend([
+            "workspaces",
+            &self.workspace,
+            "incidents",
+            incident.incident_id(),
+            leaf,
+        ]);
+        url
+    }
+
+    fn secret(&self) -> Result<crate::secrets::SecretValue, UpstreamError> {
+        self.secrets
+            .current(SecretId::CfServiceAccount)
+            .map_err(|p| UpstreamError::NotSent { service: SERVICE, detail: p.to_string() })
+    }
+
+    /// Posts one comment. Retried only when it surely did not arrive (connection refused).
+    pub async fn add_comment(
+        &self,
+        incident: &ExternalRef,
+        content: &str,
+        deadline: Deadline,
+    ) -> Result<(), UpstreamError> {
+        let secret = self.secret()?;
+        let url = self.incident_url(incident, "comments");
+        let body = json!({ "incidentId": incident.incident_id(), "content": content, "source": incident.source() });
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        upstream::send(SERVICE, self.call_timeout, deadline, Retry::OnlyIfNotSent, || {
+            self.http.post(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Closes the incident (idempotent: retried on 429/5xx/connection errors).
+    pub async fn close(
+        &self,
+        incident: &ExternalRef,
+        close: &Close<'_>,
+        deadline: Deadline,
+    ) -> Result<(), UpstreamError> {
+        let secret = self.secret()?;
+        let url = self.incident_url(incident, "status");
+        let body = json!({
+            "incidentId": incident.incident_id(),
+            "source": incident.source(),
+            "status": "Closed",
+            "comment": close.comment,
+            "classification": close.classification,
+            "classificationReason": close.reason,
+        });
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        upstream::send(SERVICE, self.call_timeout, deadline, Retry::Idempotent, || {
+            self.http.put(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
+        })
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,193 @@
+//! What we read from Halo's API, parsed leniently: Halo sends ids as numbers or strings, and `null` for flags.
+
+use crate::config::{RefLocation, TicketRefField};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A number or a numeric string.
+pub fn lenient_i64(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(lenient_i64))
+}
+
+fn req_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    opt_i64(d)?.ok_or_else(|| serde::de::Error::custom("expected an integer id"))
+}
+
+fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Bool(b)) => b,
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1"),
+        _ => false,
+    })
+}
+
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    // Items that do not parse are dropped rather than failing the whole response.
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Array(items)) => items.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(),
+        _ => Vec::new(),
+    })
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct CustomField {
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Ticket {
+    #[serde(deserialize_with = "req_i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub status_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub status_name: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub hasbeenclosed: bool,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub supplier_reference: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub thirdpartynumber: Option<String>,
+    #[serde(default, deserialize_with = "list")]
+    pub customfields: Vec<CustomField>,
+}
+
+impl Ticket {
+    fn field(&self, field: TicketRefField) -> Option<&str> {
+        match field {
+            TicketRefField::SupplierReference => self.supplier_reference.as_deref(),
+            TicketRefField::ThirdPartyNumber => self.thirdpartynumber.as_deref(),
+        }
+    }
+
+    fn custom_field(&self, id: i64) -> Option<&str> {
+        self.customfields.iter().find(|f| f.id == Some(id)).and_then(|f| f.value.as_ref()).and_then(Value::as_str)
+    }
+
+    /// The reference where the bridge writes it.
+    pub fn reference_at(&self, location: RefLocation) -> Option<&str> {
+        match location {
+            RefLocation::CustomField(id) => self.custom_field(id),
+            RefLocation::Field(field) => self.field(field),
+        }
+    }
+
+    /// The reference wherever a bridge or a Logic App may have written it: the configured place first, then the
+    /// other known ticket fields (tickets from Logic App 01 carry it in `thirdpartynumber`).
+    pub fn candidate_references(&self, location: RefLocation) -> impl Iterator<Item = &str> {
+        [
+            self.reference_at(location),
+            self.field(TicketRefField::SupplierReference),
+            self.field(TicketRefField::ThirdPartyNumber),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Action {
+    #[serde(deserialize_with = "req_i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub outcome: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub note: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub note_html: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub hiddenfromuser: bool,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub who: Option<String>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub who_agentid: Option<i64>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub actionby_application_id: Option<String>,
+}
+
+/// A list answer: `{"record_count": N, "<key>": [...]}`, or a bare array.
+pub fn list_items<T: serde::de::DeserializeOwned>(body: Value, key: &str) -> (Vec<T>, Option<i64>) {
+    let (items, count) = match body {
+        Value::Array(items) => (items, None),
+        Value::Object(mut map) => {
+            let count = map.get("record_count").and_then(lenient_i64);
+            match map.remove(key) {
+                Some(Value::Array(items)) => (items, count),
+                _ => (Vec::new(), count),
+            }
+        }
+        _ => (Vec::new(), None),
+    };
+    (items.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(), count)
+}
+
+/// A one-item POST answer: a single object, or an array holding it.
+pub fn single_item(body: Value) -> Option<Value> {
+    match body {
+        Value::Array(items) => items.into_iter().next(),
+        v @ Value::Object(_) => Some(v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tickets_parse_leniently() {
+        let t: Ticket = serde_json::from_value(json!({
+            "id": "1001", "status_id": 9, "status_name": "Closed", "hasbeenclosed": null,
+            "customfields": [{"id": 42, "value": "cf|sentinel|x"}, "junk", {"id": "7", "value": 3}],
+            "thirdpartynumber": "cf|s|old"
+        }))
+        .unwrap();
+        assert_eq!(t.id, 1001);
+        assert!(!t.hasbeenclosed);
+        assert_eq!(t.reference_at(RefLocation::CustomField(42)), Some("cf|sentinel|x"));
+        assert_eq!(t.reference_at(RefLocation::CustomField(7)), None, "non-string values are not references");
+        let found: Vec<_> = t.candidate_references(RefLocation::Field(TicketRefField::SupplierReference)).collect();
+        assert_eq!(found, vec!["cf|s|old"]);
+    }
+
+    #[test]
+    fn actions_parse_with_null_flags_and_string_ids() {
+        let a: Action =
+            serde_json::from_value(json!({"id": "5", "hiddenfromuser": null, "who_agentid": "12", "note": 3})).unwrap();
+        assert_eq!((a.id, a.hiddenfromuser, a.who_agentid, a.note.as_deref()), (5, false, Some(12), Some("3")));
+        assert!(serde_json::from_value::<Action>(json!({"note": "no id"})).is_err());
+    }
+
+    #[test]
+    fn list_and_single_shapes() {
+        let (items, count) =
+            list_items::<Action>(json!({"record_count": 3, "actions": [{"id": 1}, {"bad": 1}, {"id": 2}]}), "actions");
+        assert_eq!((items.len(), count), (2, Some(3)));
+        let (items, count) = list_items::<Action>(json!([{"id": 1}]), "actions");
+        assert_eq!((items.len(), count), (1, None));
+        assert_eq!(single_item(json!([{"id": 1}])), Some(json!({"id": 1})));
+        assert_eq!(single_item(json!({"id": 1})), Some(json!({"id": 1})));
+        assert_eq!(single_item(json!("x")), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! Managed identity for azure_core 0.21 clients, with a user-assigned client id.
+//!
+//! The 0.21 `azure_identity` credentials are system-assigned only (azure-sdk-rust.md §a), so this small
+//! `TokenCredential` calls the App Service / Functions identity endpoint (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
+//! itself, sending `client_id` when one is configured, and caches each resource's token until 5 minutes before it
+//! expires. Without `IDENTITY_ENDPOINT` it falls back to the crate's default chain (Azure CLI for local runs).
+
+use azure_core::auth::{AccessToken, TokenCredential};
+use azure_core::error::{Error, ErrorKind};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+const API_VERSION: &str = "2019-08-01";
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+#[derive(Deserialize)]
+struct MsiToken {
+    access_token: String,
+    expires_on: serde_json::Value,
+}
+
+/// The App Service identity endpoint, user- or system-assigned.
+#[derive(Debug)]
+pub struct AppServiceIdentity {
+    http: reqwest::Client,
+    endpoint: String,
+    header: String,
+    client_id: Option<String>,
+    cache: Mutex<HashMap<String, AccessToken>>,
+}
+
+impl AppServiceIdentity {
+    /// From `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`; `None` when not running under App Service/Functions.
+    pub fn from_env(http: reqwest::Client, client_id: Option<String>) -> Option<Self> {
+        let endpoint = std::env::var("IDENTITY_ENDPOINT").ok().filter(|v| !v.is_empty())?;
+        let header = std::env::var("IDENTITY_HEADER").ok().filter(|v| !v.is_empty())?;
+        Some(AppServiceIdentity { http, endpoint, header, client_id, cache: Mutex::new(HashMap::new()) })
+    }
+
+    async fn fetch(&self, resource: &str) -> azure_core::Result<AccessToken> {
+        let mut query = vec![("api-version", API_VERSION), ("resource", resource)];
+        if let Some(id) = &self.client_id {
+            query.push(("client_id", id));
+        }
+        let response = self
+            .http
+            .get(&self.endpoint)
+            .query(&query)
+            .header("X-IDENTITY-HEADER", &self.header)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Credential, e))?;
+        if !response.status().is_success() {
+            return Err(Error::message(
+                ErrorKind::Credential,
+                format!(
+                    "managed identity endpoint answered {} (check the identity and its client id)",
+                    response.status()
+                ),
+            ));
+        }
+        let token: MsiToken = response.json().await.map_err(|e| Error::new(ErrorKind::Credential, e))?;
+        let expires_on = crate::halo::model::lenient_i64(&token.expires_on)
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .ok_or_else(|| Error::message(ErrorKind::Credential, "managed identity token has no expires_on"))?;
+        Ok(AccessToken::new(token.access_token, expires_on))
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for AppServiceIdentity {
+    async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
+        let scope = scopes.first().copied().unwrap_or_default();
+        let resource = scope.strip_suffix("/.default").unwrap_or(scope).to_string();
+        let mut cache = self.cache.lock().await;
+        if let Some(token) = cache.get(&resource) {
+            if token.expires_on - REFRESH_MARGIN > OffsetDateTime::now_utc() {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.fetch(&resource).await?;
+        cache.insert(resource, token.clone());
+        Ok(token)
+    }
+
+    async fn clear_cache(&self) -> azure_core::Result<()> {
+        self.cache.lock().await.clear();
+        Ok(())
+    }
+}
+
+/// The credential for Key Vault and identity-based storage.
+pub fn credential(http: reqwest::Client, client_id: Option<String>) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    match AppServiceIdentity::from_env(http, client_id) {
+        Some(identity) => Ok(Arc::new(identity)),
+        None => azure_identity::create_credential(),
+    }
+}

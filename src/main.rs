@@ -1,0 +1,42 @@
+//! `handler`: the Azure Functions custom handler of the ContraForce ↔ HaloPSA bridge.
+
+use cf_halo_bridge::config::{Config, Env};
+use cf_halo_bridge::{startup, telemetry};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("--list-settings") => {
+            println!("{}", cf_halo_bridge::settings::to_json());
+            return ExitCode::SUCCESS;
+        }
+        Some("--version") => {
+            println!("handler {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("handler: unknown argument `{other}` (known: --list-settings, --version)");
+            return ExitCode::from(2);
+        }
+    }
+    let env = Env::from_process();
+    let config = match Config::from_env(&env) {
+        Ok(config) => config,
+        Err(e) => {
+            // Before logging exists: the host shows stderr as an Error, which a failed start is.
+            eprintln!("handler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log_filter);
+    match startup::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "start failed");
+            eprintln!("handler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! POST /api/cf-webhook: a signed ContraForce `incident.created.v1` delivery becomes exactly one Halo ticket.
+
+use super::error::ApiError;
+use super::{finish_in_time, header, json_reply, require_json, RequestLog};
+use crate::app::{claim_owner, App};
+use crate::cf::event::{self, INCIDENT_CREATED};
+use crate::cf::signature::{self, SignatureHeaders};
+use crate::config::SecretId;
+use crate::domain::{unix_now, EventId, ExternalRef};
+use crate::outbound::Delivery;
+use crate::secrets::Generation;
+use crate::upstream::{Deadline, REQUEST_BUDGET};
+use bytes::Bytes;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::time::Instant;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+
+pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let mut log = RequestLog::default();
+    let result = process(app, &headers, body, &mut log).await;
+    log.finish("cf-webhook", started, result)
+}
+
+async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
+    require_json(headers)?;
+    if body.is_empty() {
+        return Err(ApiError::EmptyBody);
+    }
+    let event_id = header(headers, "x-cf-event-id").and_then(EventId::parse).ok_or(ApiError::MissingEventId)?;
+    log.event_id = Some(event_id.to_string());
+    let parts = app.outbound().map_err(ApiError::DirectionOff)?;
+
+    let accepted = app.secrets.accepted(SecretId::CfWebhook);
+    let keys: Vec<&[u8]> = accepted.iter().map(|(s, _)| s.expose().as_bytes()).collect();
+    let signed =
+        SignatureHeaders { signature: header(headers, "x-cf-signature"), timestamp: header(headers, "x-cf-timestamp") };
+    match signature::verify(&keys, signed, &body, unix_now(), parts.cfg.max_skew) {
+        Ok(matched) => {
+            if accepted[matched.0].1 == Generation::Previous {
+                tracing::info!(event_id = ?event_id.as_str(), "signature matched the previous CF webhook secret (rotation grace window)");
+            }
+        }
+        Err(reason) => {
+            log.detail = Some(reason.to_string());
+            return Err(ApiError::InvalidSignature);
+        }
+    }
+
+    let is_test =
+        header(headers, "x-cf-test").is_some_and(|v| v.eq_ignore_ascii_case("true")) || event::is_test_body(&body);
+    if is_test && !parts.cfg.process_test_events {
+        log.outcome = "test";
+        return Ok(json_reply(json!({"status": "test"})));
+    }
+    let envelope = event::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let schema =
+        header(headers, "x-cf-schema").map(str::to_string).or_else(|| envelope.kind.clone()).unwrap_or_default();
+    if !schema.eq_ignore_ascii_case(INCIDENT_CREATED) {
+        log.outcome = "ignored";
+        return Ok(json_reply(
+            json!({"status": "ignored", "reason": format!("unhandled schema: {}", truncate(&schema))}),
+        ));
+    }
+    let incident = envelope.incident;
+    let reference = ExternalRef::new(&incident.source, &incident.incident_id)
+        .ok_or_else(|| ApiError::BadRequest("invalid data.source".into()))?;
+    log.reference = Some(reference.to_string());
+
+    let worker_app = app.clone();
+    let outcome = finish_in_time(async move {
+        let parts = worker_app.outbound().map_err(ApiError::DirectionOff)?;
+        let delivery = Delivery {
+            store: parts.store,
+            halo: parts.halo,
+            cfg: parts.cfg,
+            location: worker_app.reference_location(),
+            claim_ttl_secs: worker_app.claim_ttl_secs(),
+            deadline: Deadline::after(REQUEST_BUDGET),
+            owner: claim_owner(),
+        };
+        delivery.deliver(&event_id, &incident).await.map_err(ApiError::from)
+    })
+    .await?;
+    log.outcome = outcome.status();
+    log.ticket_id = Some(outcome.ticket_id());
+    Ok(json_reply(json!({"status": outcome.status(), "ticketId": outcome.ticket_id()})))
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(80).collect()
+}

@@ -1,0 +1,102 @@
+//! POST /api/halo-webhook: a Halo ticket webhook becomes ContraForce comments and a close, each exactly once.
+
+use super::error::ApiError;
+use super::{finish_in_time, header, json_reply, require_json, RequestLog};
+use crate::app::{claim_owner, App};
+use crate::config::SecretId;
+use crate::halo::webhook::ticket_id;
+use crate::inbound::{InboundOutcome, TicketSync};
+use crate::secrets::{constant_time_eq, Generation};
+use crate::upstream::{Deadline, REQUEST_BUDGET};
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::time::Instant;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+
+pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let mut log = RequestLog::default();
+    let result = process(app, &headers, body, &mut log).await;
+    log.finish("halo-webhook", started, result)
+}
+
+/// The secret the caller presented: `X-Halo-Secret`, else the password of HTTP Basic auth.
+fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
+    if let Some(secret) = headers.get("x-halo-secret") {
+        return Some(secret.as_bytes().to_vec());
+    }
+    let encoded = header(headers, "authorization")?;
+    let (scheme, credentials) = encoded.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
+}
+
+/// Which accepted secret matches, compared in constant time; an empty secret never matches.
+fn authenticate(app: &App, headers: &HeaderMap) -> Option<Generation> {
+    let presented = presented_secret(headers)?;
+    let mut matched = None;
+    for (secret, generation) in app.secrets.accepted(SecretId::HaloWebhook) {
+        let expected = secret.expose().as_bytes();
+        if !expected.is_empty() && constant_time_eq(expected, &presented) && matched.is_none() {
+            matched = Some(generation);
+        }
+    }
+    matched
+}
+
+async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
+    app.inbound().map_err(ApiError::DirectionOff)?;
+    match authenticate(&app, headers) {
+        None => return Err(ApiError::InvalidCallbackSecret),
+        Some(Generation::Previous) => {
+            tracing::info!("Halo webhook authenticated with the previous secret (rotation grace window)")
+        }
+        Some(Generation::Current) => {}
+    }
+    require_json(headers)?;
+    if body.is_empty() {
+        return Err(ApiError::EmptyBody);
+    }
+    let payload: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let Some(ticket) = ticket_id(&payload) else {
+        log.outcome = "ignored";
+        return Ok(json_reply(json!({"status": "ignored", "reason": "no ticket id in payload"})));
+    };
+    log.ticket_id = Some(ticket);
+
+    let worker_app = app.clone();
+    let outcome = finish_in_time(async move {
+        let parts = worker_app.inbound().map_err(ApiError::DirectionOff)?;
+        let sync = TicketSync {
+            store: parts.store,
+            halo: parts.halo,
+            cf: parts.cf,
+            cfg: parts.cfg,
+            location: worker_app.reference_location(),
+            claim_ttl_secs: worker_app.claim_ttl_secs(),
+            deadline: Deadline::after(REQUEST_BUDGET),
+            owner: claim_owner(),
+        };
+        sync.sync(ticket).await.map_err(ApiError::from)
+    })
+    .await?;
+    Ok(match outcome {
+        InboundOutcome::Ignored(reason) => {
+            log.outcome = "ignored";
+            json_reply(json!({"status": "ignored", "reason": reason}))
+        }
+        InboundOutcome::Processed { forwarded, closed } => {
+            log.outcome = "processed";
+            log.detail = Some(format!("{forwarded} forwarded, closed: {closed}"));
+            json_reply(json!({"status": "processed", "actionsForwarded": forwarded, "closed": closed}))
+        }
+    })
+}

@@ -1,0 +1,133 @@
+//! HTTP: the readiness probe and the two webhook routes, as the Functions host forwards them
+//! (`/api/<route>`, raw body bytes). Errors become statuses in `error`, and each request ends in one log line.
+
+mod cf_webhook;
+pub mod error;
+mod halo_webhook;
+
+use crate::app::App;
+use bytes::Bytes;
+use error::ApiError;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+/// Largest accepted webhook body.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// How long a route waits for its work before answering 503 (the work itself goes on; a retry finds it).
+const ANSWER_WITHIN: Duration = Duration::from_secs(27);
+
+/// All routes of the handler.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let readiness = warp::path::end()
+        .and(warp::get().or(warp::head()).unify())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let with_app = warp::any().map(move || app.clone());
+    let webhook = |name: &'static str| {
+        warp::path!("api" / String)
+            .and_then(move |segment: String| async move {
+                if segment.eq_ignore_ascii_case(name) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+            .untuple_one()
+            .and(warp::post())
+            .and(warp::header::headers_cloned())
+            .and(limited_body())
+    };
+    let cf =
+        webhook("cf-webhook").and(with_app.clone()).then(|headers, body, app| cf_webhook::handle(app, headers, body));
+    let halo =
+        webhook("halo-webhook").and(with_app).then(|headers, body, app| halo_webhook::handle(app, headers, body));
+    readiness.or(cf).unify().or(halo).unify().recover(error::recover).unify()
+}
+
+/// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 before anything is read; a
+/// chunked body of unknown length is a 411. A request with neither header has an empty body (the Functions host
+/// forwards an empty body that way), which the routes answer with a 400.
+fn limited_body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::header::optional::<String>("transfer-encoding"))
+        .and_then(|length: Option<u64>, encoding: Option<String>| async move {
+            match (length, encoding) {
+                (Some(n), _) if n > MAX_BODY_BYTES => Err(warp::reject::custom(error::TooLarge)),
+                (None, Some(_)) => Err(warp::reject::custom(error::LengthRequired)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::bytes())
+}
+
+/// A header as text; `None` when absent or not visible ASCII (a 4xx, never a 500).
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// A body we parse must be JSON when the sender says what it is.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match header(headers, "content-type") {
+        None => Ok(()),
+        Some(ct) => {
+            let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            if mime == "application/json" || mime.ends_with("+json") {
+                Ok(())
+            } else {
+                Err(ApiError::UnsupportedMediaType)
+            }
+        }
+    }
+}
+
+/// The one log line of a request. Outside text is logged with `?` (escaped); no secret, token, signature or query.
+#[derive(Default)]
+struct RequestLog {
+    event_id: Option<String>,
+    reference: Option<String>,
+    ticket_id: Option<i64>,
+    outcome: &'static str,
+    detail: Option<String>,
+}
+
+impl RequestLog {
+    fn finish(self, route: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
+        let (response, outcome, detail) = match result {
+            Ok(response) => (response, self.outcome, self.detail),
+            Err(e) => {
+                let detail = self.detail.or_else(|| Some(e.to_string()));
+                let outcome = e.outcome();
+                (e.into_response(), outcome, detail)
+            }
+        };
+        let status = response.status().as_u16();
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if status >= 500 {
+            tracing::warn!(route, status, outcome, event_id = ?self.event_id, reference = ?self.reference, ticket_id = ?self.ticket_id, duration_ms, detail = ?detail, "request");
+        } else {
+            tracing::info!(route, status, outcome, event_id = ?self.event_id, reference = ?self.reference, ticket_id = ?self.ticket_id, duration_ms, detail = ?detail, "request");
+        }
+        response
+    }
+}
+
+/// Runs the request's work as its own task, so a slow answer never cuts it off half-way (a retry then finds it
+/// done or in flight), and answers 503 if it does not finish in time.
+async fn finish_in_time<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(ANSWER_WITHIN, tokio::spawn(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(ApiError::Unavailable(format!("processing failed: {join}"), None)),
+        Err(_) => Err(ApiError::Unavailable("still processing; retry shortly".into(), Some(Duration::from_secs(10)))),
+    }
+}
+
+fn json_reply(value: serde_json::Value) -> Response {
+    warp::reply::json(&value).into_response()
+}

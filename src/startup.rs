@@ -1,0 +1,50 @@
+//! Start-up: build the app, say which directions are on, serve until SIGTERM/SIGINT, finishing requests in flight.
+
+use crate::app::App;
+use crate::config::Config;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// A start that cannot go on (the message names the cause).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn announce(app: &App) {
+    for (direction, off) in [("cf-webhook", app.outbound().err()), ("halo-webhook", app.inbound().err())] {
+        match off {
+            None => tracing::info!(direction, "direction is on"),
+            Some(off) => {
+                let problems: Vec<String> = off.problems.iter().map(ToString::to_string).collect();
+                tracing::warn!(direction, problems = ?problems, "direction is off: it answers 503 until configured");
+            }
+        }
+    }
+}
+
+/// Serves the bridge on 127.0.0.1:`config.port` until a shutdown signal.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+    let app = Arc::new(App::new(config).map_err(StartupError::Setup)?);
+    announce(&app);
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    warp::serve(crate::routes::routes(app)).incoming(listener).graceful(shutdown_signal()).run().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing requests in flight"),
+    }
+}

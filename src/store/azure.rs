@@ -1,0 +1,187 @@
+//! `Table` on Azure Table Storage through the 0.21 `azure_data_tables` crate, with the two gaps closed here:
+//! connection strings (the crate has no `from_connection_string`) and user-assigned managed identity (`identity`).
+
+use super::{Etag, Key, Props, StoreError, Table};
+use crate::config::{StorageConfig, StorageConnection};
+use azure_core::error::ErrorKind;
+use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode};
+use azure_data_tables::clients::TableServiceClientBuilder;
+use azure_data_tables::prelude::*;
+use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a single storage call may take, retries included, before the request answers 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(6);
+
+pub struct AzureTable {
+    client: TableClient,
+}
+
+/// Checks a connection string at startup, so a typo stops the app with the setting's name.
+pub fn validate_connection_string(cs: &str) -> Result<(), String> {
+    let parsed = ConnectionString::new(cs).map_err(|e| format!("not a storage connection string ({e})"))?;
+    if parsed.use_development_storage == Some(true) {
+        return Ok(());
+    }
+    parsed.account_name.ok_or("no AccountName")?;
+    parsed.storage_credentials().map_err(|_| "no AccountKey or SharedAccessSignature".to_string())?;
+    Ok(())
+}
+
+fn builder(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result<TableServiceClientBuilder> {
+    Ok(match &config.connection {
+        StorageConnection::Emulator => TableServiceClientBuilder::emulator(),
+        StorageConnection::ConnectionString(cs) => {
+            let parsed = ConnectionString::new(cs)?;
+            let credentials = parsed.storage_credentials()?;
+            let account = parsed.account_name.unwrap_or_default().to_string();
+            match parsed.table_endpoint {
+                Some(uri) => TableServiceClientBuilder::with_location(
+                    CloudLocation::Custom { account, uri: uri.trim_end_matches('/').to_string() },
+                    credentials,
+                ),
+                None => TableServiceClientBuilder::new(account, credentials),
+            }
+        }
+        StorageConnection::ManagedIdentity { table_service_uri, client_id } => {
+            let credential = crate::identity::credential(http.clone(), client_id.clone())?;
+            let account = reqwest::Url::parse(table_service_uri)
+                .ok()
+                .and_then(|u| u.host_str().and_then(|h| h.split('.').next()).map(str::to_string))
+                .unwrap_or_default();
+            TableServiceClientBuilder::with_location(
+                CloudLocation::Custom { account, uri: table_service_uri.clone() },
+                StorageCredentials::token_credential(credential),
+            )
+        }
+    })
+}
+
+impl AzureTable {
+    pub fn new(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result<Self> {
+        let service = builder(config, http)?
+            .retry(RetryOptions::exponential(
+                ExponentialRetryOptions::default()
+                    .max_retries(2u32)
+                    .initial_delay(Duration::from_millis(100))
+                    .max_total_elapsed(CALL_TIMEOUT),
+            ))
+            .transport(azure_core::TransportOptions::new(Arc::new(
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(3))
+                    .build()
+                    .map_err(|e| azure_core::Error::new(ErrorKind::Other, e))?,
+            )))
+            .build();
+        Ok(AzureTable { client: service.table_client(config.table_name.clone()) })
+    }
+
+    /// Creates the table if it does not exist (an existing table is fine).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        match within(self.client.create().into_future()).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn entity(&self, key: &Key) -> EntityClient {
+        self.client.partition_key_client(key.partition.clone()).entity_client(key.row.clone())
+    }
+
+    /// Runs an operation; if the table is missing (first start, or someone deleted it), creates it and retries.
+    async fn with_table<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = azure_core::Result<T>>,
+    {
+        match within(op()).await {
+            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => {
+                self.ensure_table().await?;
+                within(op()).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Maps the crate's errors to ours, with a hard time limit.
+async fn within<T>(fut: impl std::future::Future<Output = azure_core::Result<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Err(_) => Err(StoreError::Unavailable("timed out".into())),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(match e.kind() {
+            ErrorKind::HttpResponse { status: StatusCode::Conflict, .. } => StoreError::Conflict,
+            ErrorKind::HttpResponse { status: StatusCode::PreconditionFailed, .. } => StoreError::Changed,
+            ErrorKind::HttpResponse { status: StatusCode::NotFound, error_code }
+                if error_code.as_deref() != Some("TableNotFound") =>
+            {
+                StoreError::NotFound
+            }
+            ErrorKind::HttpResponse { status, error_code } => {
+                StoreError::Unavailable(format!("{status} {}", error_code.as_deref().unwrap_or("")))
+            }
+            // Other errors' text can include the request URL (a SAS token in its query): keep only the kind.
+            other => StoreError::Unavailable(format!("{other:?}")),
+        }),
+    }
+}
+
+/// Drops the keys and OData metadata the service adds, leaving the record's own properties.
+fn own_properties(mut props: Props) -> Props {
+    props.retain(|k, _| !matches!(k.as_str(), "PartitionKey" | "RowKey" | "Timestamp") && !k.contains("odata"));
+    props
+}
+
+fn with_keys(key: &Key, props: &Props) -> Props {
+    let mut entity = props.clone();
+    entity.insert("PartitionKey".into(), Value::String(key.partition.clone()));
+    entity.insert("RowKey".into(), Value::String(key.row.clone()));
+    entity
+}
+
+fn if_match(etag: &Etag) -> IfMatchCondition {
+    IfMatchCondition::Etag(etag.0.clone().into())
+}
+
+#[async_trait::async_trait]
+impl Table for AzureTable {
+    async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError> {
+        let entity = self.entity(key);
+        match self.with_table(|| entity.get::<Props>().into_future()).await {
+            Ok(found) => Ok(Some((own_properties(found.entity), Etag(found.etag.to_string())))),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
+        let entity = with_keys(key, &props);
+        let inserted = self
+            .with_table(|| {
+                let builder = self.client.insert::<_, Props>(&entity);
+                async move { builder?.into_future().await }
+            })
+            .await?;
+        Ok(Etag(inserted.etag.to_string()))
+    }
+
+    async fn replace(&self, key: &Key, props: Props, etag: &Etag) -> Result<Etag, StoreError> {
+        let entity = with_keys(key, &props);
+        let client = self.entity(key);
+        let updated = self
+            .with_table(|| {
+                let builder = client.update(&entity, if_match(etag));
+                async move { builder?.into_future().await }
+            })
+            .await?;
+        Ok(Etag(updated.etag.to_string()))
+    }
+
+    async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
+        let client = self.entity(key);
+        self.with_table(|| client.delete().if_match(if_match(etag)).into_future()).await.map(drop)
+    }
+}

@@ -1,0 +1,73 @@
+//! An in-memory `Table` with the same ETag semantics, for unit tests and for recording writes.
+
+use super::{Etag, Key, Props, StoreError, Table};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryTable {
+    entities: Mutex<BTreeMap<Key, (Props, Etag)>>,
+    version: AtomicU64,
+    /// Every successful write, in order: ("insert" | "replace" | "delete", key, props).
+    pub writes: Mutex<Vec<(&'static str, Key, Props)>>,
+}
+
+impl MemoryTable {
+    fn next_etag(&self) -> Etag {
+        Etag(format!("W/\"{}\"", self.version.fetch_add(1, Ordering::Relaxed) + 1))
+    }
+
+    fn record(&self, op: &'static str, key: &Key, props: &Props) {
+        self.writes.lock().unwrap().push((op, key.clone(), props.clone()));
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<Key, Props> {
+        self.entities.lock().unwrap().iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Table for MemoryTable {
+    async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError> {
+        Ok(self.entities.lock().unwrap().get(key).cloned())
+    }
+
+    async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
+        let mut entities = self.entities.lock().unwrap();
+        if entities.contains_key(key) {
+            return Err(StoreError::Conflict);
+        }
+        let etag = self.next_etag();
+        self.record("insert", key, &props);
+        entities.insert(key.clone(), (props, etag.clone()));
+        Ok(etag)
+    }
+
+    async fn replace(&self, key: &Key, props: Props, etag: &Etag) -> Result<Etag, StoreError> {
+        let mut entities = self.entities.lock().unwrap();
+        match entities.get(key) {
+            None => Err(StoreError::NotFound),
+            Some((_, current)) if current != etag => Err(StoreError::Changed),
+            Some(_) => {
+                let etag = self.next_etag();
+                self.record("replace", key, &props);
+                entities.insert(key.clone(), (props, etag.clone()));
+                Ok(etag)
+            }
+        }
+    }
+
+    async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
+        let mut entities = self.entities.lock().unwrap();
+        match entities.get(key) {
+            None => Err(StoreError::NotFound),
+            Some((_, current)) if current != etag => Err(StoreError::Changed),
+            Some(_) => {
+                self.record("delete", key, &Props::new());
+                entities.remove(key);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Durable state in Azure Table Storage: event dedupe, incident claims, ticket links and sync progress.
+//!
+//! Everything goes through the small `Table` interface (get / insert / replace-if-match / delete-if-match), so a
+//! test can see exactly what was written, and the frozen `azure_data_tables` crate stays behind one module.
+
+mod azure;
+mod memory;
+pub mod records;
+
+pub use azure::{validate_connection_string, AzureTable};
+pub use memory::MemoryTable;
+pub use records::*;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// An entity's properties (no keys, no metadata).
+pub type Props = Map<String, Value>;
+
+/// The version of an entity as last read or written (optimistic concurrency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Etag(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the entity already exists")]
+    Conflict,
+    #[error("the entity changed since it was read")]
+    Changed,
+    #[error("the entity does not exist")]
+    NotFound,
+    #[error("Table Storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An entity's address. Keys are derived from outside data by hashing or formatting numbers, so they never contain
+/// the characters Table Storage forbids (`/ \ # ?`, quotes, control characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub partition: String,
+    pub row: String,
+}
+
+/// The storage primitive every record goes through.
+#[async_trait::async_trait]
+pub trait Table: Send + Sync {
+    async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError>;
+    /// Fails with `Conflict` when the entity exists.
+    async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError>;
+    /// Fails with `Changed` when the entity's ETag is no longer `etag`, `NotFound` when it is gone.
+    async fn replace(&self, key: &Key, props: Props, etag: &Etag) -> Result<Etag, StoreError>;
+    /// Fails with `Changed` when the entity's ETag is no longer `etag`.
+    async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError>;
+}
+
+/// A record with the version it was read at.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub etag: Etag,
+}
+
+/// Typed access to the records, shared by both directions.
+#[derive(Clone)]
+pub struct Store {
+    table: Arc<dyn Table>,
+}
+
+/// A stable, key-safe digest of outside text (first 128 bits of SHA-256, hex).
+pub fn digest(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+fn to_props<T: Serialize>(value: &T) -> Props {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        _ => Props::new(),
+    }
+}
+
+fn from_props<T: DeserializeOwned>(props: Props) -> Result<T, StoreError> {
+    serde_json::from_value(Value::Object(props)).map_err(|e| StoreError::Unavailable(format!("unreadable record: {e}")))
+}
+
+impl Store {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        Store { table }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<Versioned<T>>, StoreError> {
+        match self.table.get(key).await? {
+            None => Ok(None),
+            Some((props, etag)) => Ok(Some(Versioned { value: from_props(props)?, etag })),
+        }
+    }
+
+    pub async fn insert<T: Serialize>(&self, key: &Key, value: &T) -> Result<Etag, StoreError> {
+        self.table.insert(key, to_props(value)).await
+    }
+
+    pub async fn replace<T: Serialize>(&self, key: &Key, value: &T, etag: &Etag) -> Result<Etag, StoreError> {
+        self.table.replace(key, to_props(value), etag).await
+    }
+
+    pub async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
+        match self.table.delete(key, etag).await {
+            Err(StoreError::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads, changes and writes a record until the write wins against concurrent writers. `change` returns false
+    /// when nothing needs writing. Returns the record as stored.
+    pub async fn update<T, F>(&self, key: &Key, mut change: F) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&mut T) -> bool,
+    {
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some(mut current) = self.get::<T>(key).await? else { return Ok(None) };
+            if !change(&mut current.value) {
+                return Ok(Some(current.value));
+            }
+            match self.replace(key, &current.value, &current.etag).await {
+                Ok(_) => return Ok(Some(current.value)),
+                Err(StoreError::Changed) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable("too much contention on one record; retry".into()))
+    }
+}
+
+const MAX_UPDATE_ATTEMPTS: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_key_safe_and_stable() {
+        let d = digest("cf|sentinel|a/b\\c#d?e'f");
+        assert_eq!(d.len(), 32);
+        assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(d, digest("cf|sentinel|a/b\\c#d?e'f"));
+        assert_ne!(d, digest("cf|sentinel|other"));
+    }
+
+    #[tokio::test]
+    async fn update_retries_until_it_wins_and_never_goes_backwards() {
+        let store = Store::new(Arc::new(MemoryTable::default()));
+        let key = Key { partition: "p".into(), row: "r".into() };
+        store.insert(&key, &TicketRecord::new("cf|s|1".into(), false)).await.unwrap();
+        let tasks: Vec<_> = (1..=10)
+            .map(|n| {
+                let store = store.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    store
+                        .update::<TicketRecord, _>(&key, |t| {
+                            let changed = n > t.last_action_id;
+                            t.last_action_id = t.last_action_id.max(n);
+                            changed
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let stored = store.get::<TicketRecord>(&key).await.unwrap().unwrap().value;
+        assert_eq!(stored.last_action_id, 10);
+    }
+}

@@ -1,0 +1,168 @@
+//! The records the bridge keeps, and where each lives.
+//!
+//! Per incident (partition `inc-<digest(ref)>`): the incident claim/link (`incident`) and one record per event id
+//! (`evt-<digest(event id)>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
+//! forwarded or own action (`act-<id>`).
+
+use super::{digest, Key};
+use crate::domain::{unix_now, EventId, ExternalRef, TicketId};
+use serde::{Deserialize, Serialize};
+
+/// Unix seconds are stored as strings: Table Storage infers Int32 for bare JSON numbers.
+mod unix_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        crate::halo::model::lenient_i64(&v).ok_or_else(|| serde::de::Error::custom("expected unix seconds"))
+    }
+}
+
+pub fn incident_key(reference: &ExternalRef) -> Key {
+    Key { partition: format!("inc-{}", digest(&reference.to_string())), row: "incident".into() }
+}
+
+pub fn event_key(reference: &ExternalRef, event_id: &EventId) -> Key {
+    Key {
+        partition: format!("inc-{}", digest(&reference.to_string())),
+        row: format!("evt-{}", digest(event_id.as_str())),
+    }
+}
+
+pub fn ticket_key(ticket_id: TicketId) -> Key {
+    Key { partition: format!("tkt-{ticket_id}"), row: "ticket".into() }
+}
+
+pub fn action_key(ticket_id: TicketId, action_id: i64) -> Key {
+    Key { partition: format!("tkt-{ticket_id}"), row: format!("act-{action_id:012}") }
+}
+
+/// A claim on some work, so that only one delivery does it at a time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Claim {
+    /// A random token of the request holding the claim.
+    pub owner: String,
+    #[serde(with = "unix_string")]
+    pub since: i64,
+}
+
+impl Claim {
+    pub fn new(owner: &str) -> Self {
+        Claim { owner: owner.to_string(), since: unix_now() }
+    }
+
+    /// Released (`since == 0`) or older than `ttl`: another delivery may take it over.
+    pub fn is_stale(&self, ttl_secs: i64) -> bool {
+        self.since == 0 || unix_now() - self.since > ttl_secs
+    }
+
+    pub fn released() -> Self {
+        Claim { owner: String::new(), since: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum IncidentState {
+    /// A delivery is creating the ticket (or crashed doing so: see `lookup_needed`).
+    Claimed,
+    /// The ticket exists: `ticket_id`.
+    Created,
+}
+
+/// One incident and its Halo ticket: the source of truth for "exactly one ticket per incident".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IncidentRecord {
+    pub reference: String,
+    pub state: IncidentState,
+    #[serde(default)]
+    pub ticket_id: Option<TicketId>,
+    #[serde(flatten)]
+    pub claim: Claim,
+    /// A create may have reached Halo without us seeing its answer: look in Halo before creating again.
+    #[serde(default)]
+    pub lookup_needed: bool,
+    #[serde(default)]
+    pub created_by_event: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EventState {
+    /// A delivery is adding the note for this event (or crashed doing so).
+    Pending,
+    /// Processed: a redelivery is a duplicate.
+    Done,
+}
+
+/// The outcome of one event id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventRecord {
+    pub event_id: String,
+    pub state: EventState,
+    #[serde(default)]
+    pub ticket_id: Option<TicketId>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(flatten)]
+    pub claim: Claim,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum CloseState {
+    Open,
+    /// A delivery is mirroring the close (idempotent, so a stale claim is simply retried).
+    Closing,
+    /// The current close has reached ContraForce; a reopen sets `Open` again.
+    Closed,
+}
+
+/// Sync state of one Halo ticket linked to an incident.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct TicketRecord {
+    pub reference: String,
+    /// Created by the cf-webhook direction: its first action (the creation) is not echoed back.
+    pub created_by_bridge: bool,
+    /// Every action up to this id has been handled (forwarded, skipped, or marked).
+    pub last_action_id: i64,
+    pub close: CloseState,
+    #[serde(flatten)]
+    pub close_claim: Claim,
+}
+
+impl TicketRecord {
+    pub fn new(reference: String, created_by_bridge: bool) -> Self {
+        TicketRecord {
+            reference,
+            created_by_bridge,
+            last_action_id: 0,
+            close: CloseState::Open,
+            close_claim: Claim::released(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum MarkerState {
+    /// Being posted to ContraForce (or the post's outcome is unknown: not posted again).
+    Sending,
+    /// Posted to ContraForce.
+    Sent,
+    /// Written by the bridge itself (a private note): never forwarded.
+    Own,
+}
+
+/// One Halo action the bridge has dealt with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActionMarker {
+    pub state: MarkerState,
+    #[serde(flatten)]
+    pub claim: Claim,
+}

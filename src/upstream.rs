@@ -1,0 +1,249 @@
+//! Calls to Halo and ContraForce: timeouts, a per-request time budget, and retries with backoff and jitter that
+//! honour `Retry-After`. Only idempotent calls are retried here; callers decide what a failed POST means.
+
+use rand::Rng;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a request of ours may spend on upstream calls before we answer 503 (the sender's limit is ~30 s).
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(25);
+/// Halo answers 429 without `Retry-After`; back off in tens of seconds (halo-api.md §8).
+pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(20);
+const BASE_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// Longest error body kept for logs (upstream bodies never carry our secrets, but keep lines short).
+const MAX_ERROR_BODY: usize = 300;
+
+/// The point in time by which a request must be answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Self {
+        Deadline(Instant::now() + budget)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Why an upstream call failed, worded for an operator. None of these carry a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The request never left: connection refused, DNS, TLS. Surely not processed.
+    #[error("{service} could not be reached: {detail}")]
+    NotSent { service: &'static str, detail: String },
+    /// Sent, but no complete answer in time: it may have been processed.
+    #[error("{service} did not answer in time")]
+    Timeout { service: &'static str },
+    /// Sent, and the answer broke off or could not be read: it may have been processed.
+    #[error("{service} answer could not be read: {detail}")]
+    Broken { service: &'static str, detail: String },
+    /// An HTTP error status.
+    #[error("{service} answered {status}: {body}")]
+    Status { service: &'static str, status: u16, retry_after: Option<Duration>, body: String },
+    /// Out of time budget before a retry could be made.
+    #[error("{service} is busy; retry after {} s", retry_after.as_secs())]
+    RetryLater { service: &'static str, retry_after: Duration },
+}
+
+impl UpstreamError {
+    /// How long the sender should wait before retrying, when we know.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Status { retry_after, .. } => *retry_after,
+            UpstreamError::RetryLater { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// True when the call may have been carried out although we saw no success.
+    pub fn maybe_applied(&self) -> bool {
+        match self {
+            UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => false,
+            UpstreamError::Status { status, .. } => *status >= 500,
+            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } => true,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            UpstreamError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            UpstreamError::RetryLater { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+fn classify(service: &'static str, e: reqwest::Error) -> UpstreamError {
+    if e.is_connect() {
+        UpstreamError::NotSent { service, detail: without_url(&e) }
+    } else if e.is_timeout() {
+        UpstreamError::Timeout { service }
+    } else {
+        UpstreamError::Broken { service, detail: without_url(&e) }
+    }
+}
+
+/// reqwest's Display includes the URL, whose query may carry secrets; keep only the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        "request failed".into()
+    } else {
+        detail
+    }
+}
+
+fn parse_retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Whether a call may be repeated after an uncertain outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// GETs, the token, PUT status: repeat on 429/5xx/408 and transport errors.
+    Idempotent,
+    /// POSTs that create something: one attempt only (and a retry on connection refused, which surely did not arrive).
+    OnlyIfNotSent,
+}
+
+const MAX_ATTEMPTS: u32 = 4;
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BASE_BACKOFF.saturating_mul(1 << attempt.min(10)).min(MAX_BACKOFF);
+    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+    exp.mul_f64(jitter)
+}
+
+/// A successful answer with its body read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    pub fn json(&self, service: &'static str) -> Result<Value, UpstreamError> {
+        if self.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| UpstreamError::Broken { service, detail: format!("not JSON: {e}") })
+    }
+}
+
+/// Sends one request (built anew for each attempt) with the call timeout capped by the deadline.
+pub async fn send(
+    service: &'static str,
+    call_timeout: Duration,
+    deadline: Deadline,
+    retry: Retry,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Answer, UpstreamError> {
+    let mut attempt = 0;
+    loop {
+        let remaining = deadline.remaining();
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout { service });
+        }
+        let error = match send_once(service, build().timeout(call_timeout.min(remaining))).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        attempt += 1;
+        let may_retry = match retry {
+            Retry::Idempotent => error.retryable(),
+            Retry::OnlyIfNotSent => matches!(error, UpstreamError::NotSent { .. }),
+        };
+        if !may_retry || attempt >= MAX_ATTEMPTS {
+            return Err(error);
+        }
+        let wait = match &error {
+            UpstreamError::Status { status: 429, retry_after, .. } => retry_after.unwrap_or(RATE_LIMIT_BACKOFF),
+            UpstreamError::Status { retry_after: Some(after), .. } => *after,
+            _ => backoff(attempt),
+        };
+        if wait >= deadline.remaining() {
+            // Not enough time left to wait here: the sender retries later instead.
+            return match error {
+                UpstreamError::Status { status: 429, .. } | UpstreamError::Status { retry_after: Some(_), .. } => {
+                    Err(UpstreamError::RetryLater { service, retry_after: wait })
+                }
+                other => Err(other),
+            };
+        }
+        tracing::debug!(service, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Answer, UpstreamError> {
+    let response = request.send().await.map_err(|e| classify(service, e))?;
+    let status = response.status();
+    let retry_after = parse_retry_after(&response);
+    let body = response.bytes().await.map_err(|e| classify(service, e))?;
+    if status.is_success() {
+        return Ok(Answer { status, body });
+    }
+    let text = String::from_utf8_lossy(&body);
+    let body: String = text.chars().take(MAX_ERROR_BODY).collect();
+    Err(UpstreamError::Status { service, status: status.as_u16(), retry_after, body })
+}
+
+/// One HTTP client for all upstream calls: rustls, pooled connections, a connect timeout.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("cf-halo-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for attempt in 0..20 {
+            let b = backoff(attempt);
+            assert!(b <= MAX_BACKOFF.mul_f64(1.5), "{b:?}");
+            assert!(b >= BASE_BACKOFF.mul_f64(0.5), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn uncertainty_by_kind() {
+        let s = |status| UpstreamError::Status { service: "x", status, retry_after: None, body: String::new() };
+        assert!(!UpstreamError::NotSent { service: "x", detail: String::new() }.maybe_applied());
+        assert!(UpstreamError::Timeout { service: "x" }.maybe_applied());
+        assert!(s(500).maybe_applied());
+        assert!(!s(400).maybe_applied());
+        assert!(s(503).retryable() && s(429).retryable() && !s(404).retryable());
+    }
+}

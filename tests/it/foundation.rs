@@ -1,0 +1,176 @@
+//! The custom-handler foundation: the host files against their schemas, readiness, shutdown, configuration.
+
+use crate::support::*;
+use cf_halo_bridge::config::{Config, Env};
+use cf_halo_bridge::settings::SETTINGS;
+use reqwest::StatusCode;
+use sandbox::faults::{Fault, Rule};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn read_json(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo_root().join(path)).unwrap()).unwrap()
+}
+
+fn schema(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo_root().join("../shared/schemas").join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn host_and_function_files_match_their_schemas() {
+    let host = jsonschema::validator_for(&schema("host.schema.json")).unwrap();
+    // function.json declares draft-04 but uses `const`: validate it as draft-07 (shared/schemas/README.md).
+    let function =
+        jsonschema::options().with_draft(jsonschema::Draft::Draft7).build(&schema("function.schema.json")).unwrap();
+    let host_json = read_json("host.json");
+    assert!(host.is_valid(&host_json), "{:?}", host.iter_errors(&host_json).map(|e| e.to_string()).collect::<Vec<_>>());
+    assert_eq!(host_json["version"], "2.0");
+    assert_eq!(host_json["customHandler"]["description"]["defaultExecutablePath"], "handler");
+    assert_eq!(host_json["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(host_json["extensions"]["http"]["routePrefix"], "api");
+    for name in ["cf-webhook", "halo-webhook"] {
+        let f = read_json(&format!("{name}/function.json"));
+        assert!(
+            function.is_valid(&f),
+            "{name}: {:?}",
+            function.iter_errors(&f).map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        let bindings = f["bindings"].as_array().unwrap();
+        assert_eq!(bindings.len(), 2, "exactly one trigger and one http output keep forwarding on");
+        assert_eq!(bindings[0]["type"], "httpTrigger");
+        assert_eq!(bindings[0]["authLevel"], "function");
+        assert_eq!(bindings[0]["methods"], serde_json::json!(["post"]));
+        assert_eq!(bindings[0]["route"], name);
+        assert_eq!(bindings[1]["type"], "http");
+    }
+    // The validators are not vacuous: a typo and a wrong authLevel are rejected.
+    let mut typo = host_json.clone();
+    typo["customHandler"]["enableForwardingHttpRequests"] = Value::Bool(true);
+    assert!(!host.is_valid(&typo));
+    let mut bad = read_json("cf-webhook/function.json");
+    bad["bindings"][0]["authLevel"] = "Function".into();
+    assert!(!function.is_valid(&bad));
+}
+
+#[test]
+fn the_local_settings_example_is_complete_and_starts_as_is() {
+    let example = read_json("local.settings.json.example");
+    let values = example["Values"].as_object().unwrap();
+    assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
+    assert_eq!(values["AzureWebJobsStorage"], "UseDevelopmentStorage=true");
+    for s in SETTINGS {
+        assert!(values.contains_key(s.name), "{} is missing from local.settings.json.example", s.name);
+    }
+    let env = Env::from_pairs(values.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())));
+    let config = Config::from_env(&env).expect("copied unchanged, the example must not stop the start");
+    assert!(config.outbound.ready().is_some());
+    assert!(config.inbound.ready().is_some());
+}
+
+#[tokio::test]
+async fn readiness_answers_at_once_and_unknown_paths_are_json_404() {
+    let b = Bridge::start().await;
+    let port = b.host.handler_port().unwrap();
+    let direct = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
+    assert_eq!(direct.status(), StatusCode::OK);
+    let missing = reqwest::get(format!("http://127.0.0.1:{port}/api/nothing")).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"], "not found");
+    let wrong_method = reqwest::get(format!("http://127.0.0.1:{port}/api/cf-webhook")).await.unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
+    let b = std::sync::Arc::new(Bridge::start().await);
+    b.halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_millis(1500))));
+    let sender = {
+        let b = b.clone();
+        tokio::spawn(async move { b.send_cf("evt-term", &incident("inc-term", 50)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = b.host.stop_handler_gracefully().await;
+    let answer = sender.await.unwrap();
+    assert_eq!(answer.body["status"], "created", "{answer:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(b.log_text().contains("SIGTERM: finishing requests in flight"));
+}
+
+#[tokio::test]
+async fn a_direction_without_its_settings_answers_503_and_the_other_keeps_working() {
+    let b = Bridge::start_with(|env| env.retain(|(k, _)| k != "HALO_DEFAULT_TICKETTYPE_ID")).await;
+    let a = b.send_cf("evt-off", &incident("inc-off", 60)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["error"], "cf-webhook is not configured");
+    assert_eq!(a.body["problems"], serde_json::json!(["HALO_DEFAULT_TICKETTYPE_ID is not set"]));
+    let other = b.send_halo(&serde_json::json!({"event": "x"})).await;
+    assert_eq!(other.status, StatusCode::OK, "{other:?}");
+    assert_eq!(other.body["reason"], "no ticket id in payload");
+}
+
+#[tokio::test]
+async fn an_unresolved_key_vault_reference_is_reported_by_name() {
+    let reference = "@Microsoft.KeyVault(VaultName=kv-bridge;SecretName=cf-webhook-secret)";
+    let b = Bridge::start_with(|env| {
+        env.retain(|(k, _)| k != "CF_WEBHOOK_SECRET");
+        env.push(("CF_WEBHOOK_SECRET".into(), reference.into()));
+    })
+    .await;
+    let a = b.send_cf("evt-kv", &incident("inc-kv", 61)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    let problem = a.body["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("CF_WEBHOOK_SECRET is an unresolved Key Vault reference"), "{problem}");
+    assert!(problem.contains("Key Vault Secrets User"));
+    assert!(b.log_text().contains("CF_WEBHOOK_SECRET is an unresolved Key Vault reference"), "said at startup too");
+}
+
+#[tokio::test]
+async fn an_invalid_setting_stops_the_start_naming_the_variable() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("HALO_DEFAULT_CLIENT_ID", "one")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid setting HALO_DEFAULT_CLIENT_ID"), "{stderr}");
+}
+
+#[tokio::test]
+async fn without_a_host_port_it_serves_the_func_start_port() {
+    // 7071 is what `func start` uses; skip nothing: if it is taken, the start must fail naming it.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get("http://127.0.0.1:7071/").await {
+            ready =
+                r.status() == StatusCode::OK && r.json::<Value>().await.map(|v| v["status"] == "ok").unwrap_or(false);
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use tokio::io::AsyncReadExt;
+            child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+            assert!(err.contains("127.0.0.1:7071"), "{status:?} {err}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.ok();
+    assert!(ready, "GET http://127.0.0.1:7071/ answered the readiness body");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

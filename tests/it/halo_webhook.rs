@@ -1,0 +1,236 @@
+//! POST /api/halo-webhook end to end (issue #4).
+
+use crate::support::*;
+use reqwest::StatusCode;
+use sandbox::faults::{Fault, Rule};
+use sandbox::halo::{NewAction, NewTicket};
+use serde_json::json;
+use std::sync::Arc;
+
+const HUMAN: i64 = 2;
+
+/// A ticket the bridge created through cf-webhook, with its incident id.
+async fn bridge_ticket(b: &Bridge, incident_id: &str) -> i64 {
+    let a = b.send_cf(&format!("evt-{incident_id}"), &incident(incident_id, 100)).await;
+    assert_eq!(a.body["status"], "created", "{a:?}");
+    a.body["ticketId"].as_i64().unwrap()
+}
+
+fn note(text: &str) -> NewAction {
+    NewAction::human("Sam Agent", HUMAN, text, false)
+}
+
+fn contents(b: &Bridge, incident_id: &str) -> Vec<String> {
+    b.cf.comments(incident_id).into_iter().map(|c| c.content).collect()
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_secret_is_401_before_anything_is_fetched() {
+    let b = Bridge::start().await;
+    let payload = Bridge::halo_payload(1001);
+    let prefix = &HALO_WEBHOOK_SECRET[..HALO_WEBHOOK_SECRET.len() - 1];
+    for headers in [
+        vec![],
+        vec![("x-halo-secret", "wrong")],
+        vec![("x-halo-secret", prefix)],
+        vec![("authorization", "Basic Og==")],
+    ] {
+        let a = b.send_halo_with(&payload, &headers).await;
+        assert_eq!((a.status, a.body.clone()), (StatusCode::UNAUTHORIZED, json!({"error": "invalid callback secret"})));
+    }
+    // Not even a body that is not JSON is looked at before the secret.
+    let raw = b
+        .http
+        .post(b.host.function_url("halo-webhook"))
+        .header("x-functions-key", b.host.function_key())
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(b.halo.requests().len(), 0, "nothing fetched");
+}
+
+#[tokio::test]
+async fn payloads_without_a_ticket_or_for_unlinked_tickets_are_ignored() {
+    let b = Bridge::start().await;
+    let none = b.send_halo(&json!({"id": "5b0c7c8e-guid", "event": "x"})).await;
+    assert_eq!(none.body, json!({"status": "ignored", "reason": "no ticket id in payload"}));
+    let unlinked = b.halo.create_ticket_direct(NewTicket { summary: "printer on fire".into(), ..Default::default() });
+    let a = b.send_halo(&Bridge::halo_payload(unlinked)).await;
+    assert_eq!(a.body, json!({"status": "ignored", "reason": "not a CF-linked ticket"}));
+    let missing = b.send_halo(&Bridge::halo_payload(999_999)).await;
+    assert_eq!(missing.body, json!({"status": "ignored", "reason": "ticket not found"}));
+    let invalid = b.send_halo_with(&json!("just a string"), &[("x-halo-secret", HALO_WEBHOOK_SECRET)]).await;
+    assert_eq!(invalid.body["reason"], "no ticket id in payload");
+    assert_eq!(b.cf.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn public_actions_are_forwarded_once_and_private_empty_and_own_ones_are_not() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-h1").await;
+    let agent = b.halo.config().agent_id;
+    b.halo.add_action(t, note("<p>Customer called &amp; <b>confirmed</b></p><script>x()</script>"));
+    b.halo.add_action(t, NewAction::human("Sam Agent", HUMAN, "internal only", true));
+    b.halo.add_action(t, NewAction::human("Sam Agent", HUMAN, "<p> </p>", false));
+    b.halo.add_action(t, NewAction::human("Bridge agent", agent, "written as the bridge's agent", false));
+    b.halo.add_action(
+        t,
+        NewAction { actionby_application_id: Some(b.halo.config().app_name.clone()), ..note("by the app") },
+    );
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 1, "closed": false}), "{a:?}");
+    assert_eq!(
+        contents(&b, "inc-h1"),
+        vec![format!("[Halo ticket #{t} note by Sam Agent]\n\nCustomer called & confirmed")]
+    );
+    let c = &b.cf.comments("inc-h1")[0];
+    assert_eq!(c.source, "sentinel");
+    assert_eq!(c.body["incidentId"], "inc-h1");
+    let list = b.halo.requests().into_iter().find(|r| r.path == "/api/Actions" && r.method == "GET").unwrap();
+    assert_eq!(list.query_param("includehtmlnote").as_deref(), Some("true"));
+    assert!(list.query_param("count").is_some());
+    // A second webhook forwards nothing new.
+    let again = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(again.body["actionsForwarded"], 0);
+    assert_eq!(b.cf.comments("inc-h1").len(), 1);
+    b.assert_clean_logs();
+}
+
+#[tokio::test]
+async fn actions_added_between_webhooks_all_arrive_in_order() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-order").await;
+    b.halo.add_action(t, note("one"));
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 1);
+    for text in ["two", "three", "four"] {
+        b.halo.add_action(t, note(text));
+    }
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 3);
+    assert_eq!(texts(&b, "inc-order"), vec!["one", "two", "three", "four"]);
+}
+
+#[tokio::test]
+async fn a_close_is_mirrored_once_and_a_reopen_then_close_again() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-close").await;
+    b.halo.set_status(t, 9, "Closed", true);
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.body["closed"], true, "{a:?}");
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["closed"], false);
+    assert_eq!(b.cf.status_changes("inc-close").len(), 1);
+    let close = &b.cf.status_changes("inc-close")[0];
+    assert_eq!(close["status"], "Closed");
+    assert_eq!(close["classification"], "Undetermined");
+    assert_eq!(close["classificationReason"], "InaccurateData");
+    assert_eq!(close["comment"], format!("Closed in HaloPSA (ticket #{t}, status 'Closed')."));
+    b.halo.set_status(t, 2, "In Progress", false);
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["closed"], false);
+    b.halo.set_status(t, 9, "Closed", true);
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["closed"], true);
+    assert_eq!(b.cf.status_changes("inc-close").len(), 2);
+}
+
+/// Lets the next comment through, then fails the one after with a 500.
+fn fail_second_comment(b: &Bridge) {
+    b.cf.faults().push(Rule::once("POST", "/api/v2/workspaces", Fault::DelayBefore(std::time::Duration::ZERO)));
+    b.cf.faults().push(Rule::once("POST", "/api/v2/workspaces", Fault::status(500)));
+}
+
+fn texts(b: &Bridge, incident_id: &str) -> Vec<String> {
+    contents(b, incident_id).iter().map(|c| c.rsplit("\n\n").next().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn cf_500_on_the_second_of_three_comments_then_a_retry_posts_each_once() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-partial").await;
+    for text in ["first", "second", "third"] {
+        b.halo.add_action(t, note(text));
+    }
+    fail_second_comment(&b);
+    let failed = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "never 200 when a comment failed: {failed:?}");
+    assert_eq!(texts(&b, "inc-partial"), vec!["first"]);
+    let retry = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(retry.body, json!({"status": "processed", "actionsForwarded": 2, "closed": false}), "{retry:?}");
+    assert_eq!(texts(&b, "inc-partial"), vec!["first", "second", "third"], "each comment exactly once, in order");
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 0);
+}
+
+#[tokio::test]
+async fn ten_concurrent_webhooks_for_one_ticket_forward_each_action_once() {
+    let b = Arc::new(Bridge::start().await);
+    let t = bridge_ticket(&b, "inc-conc").await;
+    for n in 0..5 {
+        b.halo.add_action(t, note(&format!("note {n}")));
+    }
+    b.halo.set_status(t, 9, "Closed", true);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.send_halo(&Bridge::halo_payload(t)).await })
+        })
+        .collect();
+    let mut forwarded = 0;
+    for task in tasks {
+        let a = task.await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{a:?}");
+        forwarded += a.body["actionsForwarded"].as_i64().unwrap();
+    }
+    assert_eq!(b.cf.comments("inc-conc").len(), 5, "each action once");
+    assert_eq!(forwarded, 5, "the counts add up to the comments really posted");
+    assert_eq!(b.cf.status_changes("inc-conc").len(), 1, "one close");
+    // Anything a concurrent webhook left for later is done by the next one.
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 0);
+}
+
+#[tokio::test]
+async fn a_restart_between_webhooks_forwards_nothing_again() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-restart-h").await;
+    b.halo.add_action(t, note("before restart"));
+    b.halo.set_status(t, 9, "Closed", true);
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 1);
+    b.host.restart_handler().await.unwrap();
+    let after = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(after.body, json!({"status": "processed", "actionsForwarded": 0, "closed": false}));
+    assert_eq!(b.cf.comments("inc-restart-h").len(), 1);
+    assert_eq!(b.cf.status_changes("inc-restart-h").len(), 1);
+}
+
+#[tokio::test]
+async fn halo_500_on_the_ticket_is_503_not_200() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-h500").await;
+    b.halo.faults().push(Rule::always("GET", "/api/Tickets", Fault::status(500)));
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{a:?}");
+    assert!(a.retry_after.is_some());
+}
+
+#[tokio::test]
+async fn a_logic_app_ticket_forwards_its_public_history_once_with_basic_auth() {
+    let b = Bridge::start().await;
+    let t = b.halo.create_ticket_direct(NewTicket {
+        summary: "[CF #7] Old incident".into(),
+        thirdpartynumber: Some("cf|defenderxdr|old|id".into()),
+        ..Default::default()
+    });
+    b.halo.add_action(t, note("history one"));
+    b.halo.add_action(t, NewAction::human("Sam Agent", HUMAN, "private history", true));
+    b.halo.add_action(t, note("history two"));
+    let basic = format!("Basic {}", base64_encode(&format!("halo:{HALO_WEBHOOK_SECRET}")));
+    let a = b.send_halo_with(&Bridge::halo_payload(t), &[("authorization", basic.as_str())]).await;
+    assert_eq!(a.body["actionsForwarded"], 2, "{a:?}");
+    let comments = b.cf.comments("old|id");
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[0].source, "defenderxdr");
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 0);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `handler` binary started the way the Functions host starts it (stand-in host),
+//! against a real Azurite table service and the Halo/ContraForce fakes on loopback.
+
+mod cf_webhook;
+mod foundation;
+mod halo_webhook;
+mod support;

@@ -1,0 +1,205 @@
+//! One helper that starts everything a test needs and speaks to the bridge as ContraForce and Halo do.
+
+use cf_halo_bridge::cf::signature::sign;
+use reqwest::StatusCode;
+use sandbox::azurite::Azurite;
+use sandbox::cf::{CfConfig, FakeCf};
+use sandbox::halo::{FakeHalo, HaloConfig};
+use sandbox::host::{HostOptions, StandInHost};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const CF_SECRET: &str = "it-cf-webhook-secret-7f3a";
+pub const HALO_WEBHOOK_SECRET: &str = "it-halo-webhook-secret-91c2";
+pub const TICKET_TYPE: i64 = 29;
+pub const DEFAULT_CLIENT: i64 = 1;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn unix_now() -> i64 {
+    cf_halo_bridge::domain::unix_now()
+}
+
+/// The README's sample incident with its id and number replaced.
+pub fn incident(incident_id: &str, number: i64) -> Value {
+    let mut body: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/incident.json")).unwrap())
+            .unwrap();
+    body["data"]["incidentId"] = json!(incident_id);
+    body["data"]["incidentNumber"] = json!(number);
+    body
+}
+
+/// The answer: status, `Retry-After`, and the body as JSON (Null when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub async fn from(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = response.bytes().await.unwrap_or_default();
+        Answer { status, retry_after, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+}
+
+pub struct Bridge {
+    pub host: StandInHost,
+    pub halo: FakeHalo,
+    pub cf: FakeCf,
+    pub azurite: Azurite,
+    pub http: reqwest::Client,
+}
+
+/// The settings a fully configured bridge gets.
+pub fn base_env(halo: &FakeHalo, cf: &FakeCf, azurite: &Azurite) -> Vec<(String, String)> {
+    let h = halo.config();
+    let c = cf.config();
+    [
+        ("CF_WEBHOOK_SECRET", CF_SECRET.to_string()),
+        ("HALO_AUTH_URL", halo.auth_url()),
+        ("HALO_API_BASE_URL", halo.api_url()),
+        ("HALO_CLIENT_ID", h.client_id.clone()),
+        ("HALO_CLIENT_SECRET", h.client_secret.clone()),
+        ("HALO_DEFAULT_TICKETTYPE_ID", TICKET_TYPE.to_string()),
+        ("HALO_DEFAULT_CLIENT_ID", DEFAULT_CLIENT.to_string()),
+        ("HALO_INTEGRATION_APPLICATION", h.app_name.clone()),
+        ("HALO_INTEGRATION_AGENT_ID", h.agent_id.to_string()),
+        ("HALO_WEBHOOK_SECRET", HALO_WEBHOOK_SECRET.to_string()),
+        ("CF_API_BASE_URL", cf.base_url()),
+        ("CF_SERVICE_ACCOUNT_CLIENT_ID", c.client_id.clone()),
+        ("CF_SERVICE_ACCOUNT_CLIENT_SECRET", c.client_secret.clone()),
+        ("CF_WORKSPACE_ID", c.workspace_id.clone()),
+        ("AzureWebJobsStorage", azurite.connection_string()),
+        ("UPSTREAM_TIMEOUT_SECONDS", "2".to_string()),
+        ("LOG_LEVEL", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+impl Bridge {
+    pub async fn start() -> Bridge {
+        Bridge::start_with(|_| {}).await
+    }
+
+    /// Starts Azurite, the fakes and the handler under the stand-in host; `adjust` edits the settings.
+    pub async fn start_with(adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
+        let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
+        let halo = FakeHalo::start(HaloConfig::test());
+        let cf = FakeCf::start(CfConfig::test());
+        let mut env = base_env(&halo, &cf, &azurite);
+        adjust(&mut env);
+        let host = start_host(env).await;
+        Bridge { host, halo, cf, azurite, http: reqwest::Client::new() }
+    }
+
+    /// POSTs a signed delivery, as ContraForce does, with the function key.
+    pub async fn send_cf(&self, event_id: &str, body: &Value) -> Answer {
+        let raw = serde_json::to_vec(body).unwrap();
+        self.send_cf_raw(event_id, &raw, &[]).await
+    }
+
+    /// A signed delivery with extra or overriding headers.
+    pub async fn send_cf_raw(&self, event_id: &str, raw: &[u8], headers: &[(&str, &str)]) -> Answer {
+        let ts = unix_now();
+        let mut map = reqwest::header::HeaderMap::new();
+        let signature = sign(CF_SECRET.as_bytes(), ts, raw);
+        let defaults = [
+            ("x-functions-key", self.host.function_key()),
+            ("content-type", "application/json"),
+            ("x-cf-event-id", event_id),
+            ("x-cf-timestamp", &ts.to_string()),
+            ("x-cf-signature", &signature),
+            ("x-cf-schema", "incident.created.v1"),
+        ]
+        .map(|(k, v)| (k, v.to_string()));
+        // Overrides replace the defaults rather than adding a second value.
+        for (name, value) in defaults.iter().map(|(k, v)| (*k, v.as_str())).chain(headers.iter().copied()) {
+            map.insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        let request = self.http.post(self.host.function_url("cf-webhook")).headers(map);
+        Answer::from(request.body(raw.to_vec()).send().await.expect("host reachable")).await
+    }
+
+    /// Sends until a 2xx (as ContraForce's at-least-once delivery does), returning the final answer and attempts.
+    pub async fn send_cf_until_done(&self, event_id: &str, body: &Value) -> (Answer, usize) {
+        for attempt in 1..=40 {
+            let answer = self.send_cf(event_id, body).await;
+            if answer.status.is_success() {
+                return (answer, attempt);
+            }
+            assert_eq!(
+                answer.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "only transient failures are retried: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("delivery {event_id} never succeeded");
+    }
+
+    /// POSTs a Halo webhook payload with the `X-Halo-Secret` header.
+    pub async fn send_halo(&self, payload: &Value) -> Answer {
+        self.send_halo_with(payload, &[("x-halo-secret", HALO_WEBHOOK_SECRET)]).await
+    }
+
+    pub async fn send_halo_with(&self, payload: &Value, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .http
+            .post(self.host.function_url("halo-webhook"))
+            .header("x-functions-key", self.host.function_key())
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Answer::from(request.body(serde_json::to_vec(payload).unwrap()).send().await.expect("host reachable")).await
+    }
+
+    /// A Halo webhook for a ticket, in the shape real Halo sends (delivery GUID in `id`, ticket in `object_id`).
+    pub fn halo_payload(ticket_id: i64) -> Value {
+        json!({"id": "5b0c7c8e-1f2a-4c1e-9d7b-3a2b1c0d9e8f", "event": "Ticket Updated", "object_id": ticket_id,
+               "ticket": {"id": ticket_id}})
+    }
+
+    /// Every log line, for searching.
+    pub fn log_text(&self) -> String {
+        self.host.logs().iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Asserts that no secret, token or signature reached the logs, and that nothing panicked.
+    pub fn assert_clean_logs(&self) {
+        let text = self.log_text();
+        let h = self.halo.config();
+        for secret in [
+            CF_SECRET,
+            HALO_WEBHOOK_SECRET,
+            h.client_secret.as_str(),
+            self.cf.config().client_secret.as_str(),
+            self.host.function_key(),
+        ] {
+            assert!(!text.contains(secret), "a secret reached the logs");
+        }
+        let signature_like = text
+            .match_indices("sha256=")
+            .any(|(i, m)| text[i + m.len()..].starts_with(|c: char| c.is_ascii_hexdigit()));
+        assert!(!signature_like, "a signature reached the logs");
+        assert!(!text.contains("Bearer"), "a token reached the logs");
+        assert!(!text.contains("panicked"), "the handler panicked:\n{text}");
+    }
+}
+
+/// Starts the real binary under the stand-in host, with the repository as the app root.
+pub async fn start_host(env: Vec<(String, String)>) -> StandInHost {
+    let mut options = HostOptions::new(repo_root()).executable(env!("CARGO_BIN_EXE_handler"));
+    options.env = env;
+    StandInHost::start(options).await.expect("the handler starts under the stand-in host")
+}
