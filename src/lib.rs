@@ -11,6 +11,7 @@ pub mod domain;
 pub mod halo;
 pub mod identity;
 pub mod inbound;
+pub mod keyvault;
 pub mod outbound;
 pub mod routes;
 pub mod secrets;

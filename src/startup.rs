@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::keyvault::KeyVaultSecrets;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -32,7 +33,15 @@ fn announce(app: &App) {
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+    let key_vault = config.key_vault.clone();
     let app = Arc::new(App::new(config).map_err(StartupError::Setup)?);
+    if let Some(kv) = key_vault {
+        let reader = KeyVaultSecrets::new(&kv, &app.config, app.secrets.clone(), crate::upstream::http_client())
+            .map_err(StartupError::Setup)?;
+        let read = reader.refresh_once().await;
+        tracing::info!(vault = %kv.vault_uri, read, refresh_seconds = kv.refresh.as_secs(), "secrets read from Key Vault");
+        reader.spawn_refresh();
+    }
     announce(&app);
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
     warp::serve(crate::routes::routes(app)).incoming(listener).graceful(shutdown_signal()).run().await;

@@ -1,0 +1,306 @@
+//! Starts the Azurite table emulator (npm `azurite@3.35.0`) on a free port.
+//!
+//! The script is `$AZURITE_BIN` or `<workspace root>/node_modules/.bin/azurite-table`
+//! (installed by `npm ci` in the workspace root). Output is drained on background threads, so
+//! an instance may outlive the tokio runtime that started it.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The well-known development storage account name.
+pub const ACCOUNT_NAME: &str = "devstoreaccount1";
+
+/// The well-known development storage account key.
+pub const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// How long Azurite may take to print "successfully started".
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many output lines are kept.
+const MAX_LINES: usize = 5000;
+
+/// Why Azurite could not be started. `Debug` prints the same readable message as `Display`,
+/// so a test that returns this error shows the fix.
+pub enum AzuriteError {
+    /// The `azurite-table` script is missing.
+    NotInstalled {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// Spawning failed.
+    Spawn(PathBuf, std::io::Error),
+    /// It exited before it was ready.
+    Exited {
+        /// The exit status.
+        status: ExitStatus,
+        /// What it printed.
+        output: String,
+    },
+    /// It did not print "successfully started" in time.
+    Timeout {
+        /// What it printed.
+        output: String,
+    },
+}
+
+impl fmt::Display for AzuriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AzuriteError::NotInstalled { path } => write!(
+                f,
+                "Azurite is not installed: {} does not exist. Fix: run `npm ci` in the workspace \
+                 root (package.json pins azurite@3.35.0), or set AZURITE_BIN to an \
+                 azurite-table script",
+                path.display()
+            ),
+            AzuriteError::Spawn(path, e) => write!(f, "cannot run {}: {e}", path.display()),
+            AzuriteError::Exited { status, output } => {
+                write!(f, "Azurite exited before it was ready ({status}):\n{output}")
+            }
+            AzuriteError::Timeout { output } => {
+                write!(f, "Azurite did not report \"successfully started\" within {START_TIMEOUT:?}:\n{output}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AzuriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for AzuriteError {}
+
+/// A running Azurite table service. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Azurite {
+    child: Option<Child>,
+    script: PathBuf,
+    port: u16,
+    location: Option<PathBuf>,
+    output: Arc<Mutex<Vec<String>>>,
+    started: Arc<AtomicU64>,
+}
+
+/// The workspace root: the parent of the sandbox crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Where the `azurite-table` script is expected: `$AZURITE_BIN` or
+/// `<workspace root>/node_modules/.bin/azurite-table`.
+pub fn script_path() -> PathBuf {
+    match std::env::var_os("AZURITE_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("node_modules").join(".bin").join("azurite-table"),
+    }
+}
+
+/// `true` when the script exists (for tests that want to report a clear skip reason).
+pub fn is_installed() -> bool {
+    script_path().is_file()
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn drain<R: Read + Send + 'static>(reader: R, output: Arc<Mutex<Vec<String>>>, started: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                    if line.contains("successfully started") {
+                        started.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+                    out.push(line);
+                    if out.len() > MAX_LINES {
+                        let excess = out.len() - MAX_LINES;
+                        out.drain(..excess);
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Azurite {
+    /// Starts an in-memory table service on a free port and waits until it is ready.
+    pub async fn start() -> Result<Azurite, AzuriteError> {
+        Azurite::launch(None).await
+    }
+
+    /// Starts a table service that persists to `dir` (so [`Azurite::stop`] and
+    /// [`Azurite::start_again`] keep the data).
+    pub async fn start_persistent(dir: impl AsRef<Path>) -> Result<Azurite, AzuriteError> {
+        Azurite::launch(Some(dir.as_ref().to_path_buf())).await
+    }
+
+    async fn launch(location: Option<PathBuf>) -> Result<Azurite, AzuriteError> {
+        let script = script_path();
+        if !script.is_file() {
+            return Err(AzuriteError::NotInstalled { path: script });
+        }
+        let mut az = Azurite {
+            child: None,
+            script,
+            port: crate::free_port(),
+            location,
+            output: Arc::new(Mutex::new(Vec::new())),
+            started: Arc::new(AtomicU64::new(0)),
+        };
+        az.spawn_and_wait().await?;
+        Ok(az)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), AzuriteError> {
+        let mut cmd = Command::new(&self.script);
+        cmd.arg("--tableHost").arg("127.0.0.1").arg("--tablePort").arg(self.port.to_string());
+        match &self.location {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| AzuriteError::Spawn(dir.clone(), e))?;
+                cmd.arg("--location").arg(dir).current_dir(dir);
+            }
+            None => {
+                cmd.arg("--inMemoryPersistence").current_dir(std::env::temp_dir());
+            }
+        }
+        cmd.arg("--disableTelemetry")
+            .arg("--skipApiVersionCheck")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| AzuriteError::Spawn(self.script.clone(), e))?;
+        let started_before = self.started.load(Ordering::SeqCst);
+        if let Some(out) = child.stdout.take() {
+            drain(out, self.output.clone(), self.started.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            drain(err, self.output.clone(), self.started.clone());
+        }
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.started.load(Ordering::SeqCst) > started_before {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Err(AzuriteError::Exited { status, output: self.output().join("\n") });
+                }
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(AzuriteError::Timeout { output: self.output().join("\n") });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The port of the table service.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub fn table_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
+    }
+
+    /// The connection string with the well-known development key.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};\
+             TableEndpoint={};",
+            self.table_endpoint()
+        )
+    }
+
+    /// Everything Azurite printed (stdout and stderr interleaved; the last 5000 lines).
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Freezes the process (SIGSTOP): connections hang, as with an unresponsive service.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, "STOP");
+        }
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, "CONT");
+        }
+    }
+
+    /// Stops the process: SIGINT (Azurite's only graceful-close signal, so a persistent
+    /// instance saves its database), SIGKILL after 10 s.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        send_signal(child.id(), "CONT");
+        send_signal(child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Starts the process again on the same port with the same storage (only a persistent
+    /// instance keeps its data).
+    pub async fn start_again(&mut self) -> Result<(), AzuriteError> {
+        self.stop().await;
+        self.spawn_and_wait().await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

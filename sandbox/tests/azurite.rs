@@ -1,0 +1,120 @@
+//! Azurite starts, answers signed Table requests, pauses, and keeps data across restarts in
+//! persistent mode. These tests FAIL (with the fix in the message) when Azurite is not
+//! installed; they never pass silently.
+
+use std::error::Error;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::{Client, StatusCode};
+use sandbox::azurite::{Azurite, ACCOUNT_KEY, ACCOUNT_NAME};
+use sha2::Sha256;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+fn client() -> Client {
+    Client::builder().no_proxy().build().unwrap()
+}
+
+/// RFC 1123 date for `x-ms-date`.
+fn rfc1123_now() -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // days -> civil date (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// `POST /Tables` signed with SharedKeyLite; returns the status.
+async fn create_table(c: &Client, az: &Azurite, name: &str, timeout: Duration) -> reqwest::Result<StatusCode> {
+    let date = rfc1123_now();
+    // Path-style emulator URLs put the account in the path, so it appears twice.
+    let resource = format!("/{ACCOUNT_NAME}/{ACCOUNT_NAME}/Tables");
+    let key = base64::engine::general_purpose::STANDARD.decode(ACCOUNT_KEY).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{date}\n{resource}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let resp = c
+        .post(format!("{}/Tables", az.table_endpoint()))
+        .timeout(timeout)
+        .header("x-ms-date", &date)
+        .header("x-ms-version", "2019-02-02")
+        .header("accept", "application/json;odata=nometadata")
+        .header("content-type", "application/json")
+        .header("dataserviceversion", "3.0;NetFx")
+        .header("prefer", "return-no-content")
+        .header("authorization", format!("SharedKeyLite {ACCOUNT_NAME}:{sig}"))
+        .body(format!("{{\"TableName\":\"{name}\"}}"))
+        .send()
+        .await?;
+    Ok(resp.status())
+}
+
+#[tokio::test]
+async fn in_memory_table_service_works() -> TestResult {
+    let az = Azurite::start().await?;
+    let port = az.port();
+    assert_eq!(
+        az.connection_string(),
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=\
+             Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;\
+             TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    );
+    assert!(az.output().iter().any(|l| l.contains("successfully started")));
+    let c = client();
+    let t = Duration::from_secs(10);
+    assert_eq!(create_table(&c, &az, "dedupe", t).await?, StatusCode::NO_CONTENT);
+    assert_eq!(create_table(&c, &az, "dedupe", t).await?, StatusCode::CONFLICT);
+    // Unsigned requests are refused.
+    let resp = c.get(format!("{}/Tables", az.table_endpoint())).send().await?;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // A paused emulator hangs; resumed it answers again.
+    az.pause();
+    let err = create_table(&c, &az, "paused", Duration::from_millis(500)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    az.resume();
+    assert_eq!(create_table(&c, &az, "resumed", t).await?, StatusCode::NO_CONTENT);
+    Ok(())
+}
+
+#[tokio::test]
+async fn persistent_mode_survives_a_restart_on_the_same_port() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("sandbox-azurite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut az = Azurite::start_persistent(&dir).await?;
+    let port = az.port();
+    let c = client();
+    let t = Duration::from_secs(10);
+    assert_eq!(create_table(&c, &az, "kept", t).await?, StatusCode::NO_CONTENT);
+    az.stop().await;
+    assert!(az.pid().is_none());
+    assert!(create_table(&c, &az, "down", Duration::from_secs(2)).await.is_err());
+    az.start_again().await?;
+    assert_eq!(az.port(), port);
+    assert_eq!(create_table(&c, &az, "kept", t).await?, StatusCode::CONFLICT, "data kept");
+    drop(az);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

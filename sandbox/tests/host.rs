@@ -1,0 +1,387 @@
+//! The stand-in host against the echo_handler test executable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Client, StatusCode};
+use sandbox::host::{HostError, HostOptions, LogLevel, LogStream, StandInHost};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ECHO: &str = env!("CARGO_BIN_EXE_echo_handler");
+
+fn app_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app")
+}
+
+fn options() -> HostOptions {
+    HostOptions::new(app_root()).executable(ECHO)
+}
+
+fn client() -> Client {
+    Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn start(opts: HostOptions) -> StandInHost {
+    StandInHost::start(opts).await.expect("host starts")
+}
+
+/// A temporary app root with the given host.json and functions.
+fn temp_app(host_json: &str, functions: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sandbox-host-test-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("host.json"), host_json).unwrap();
+    for (name, fj) in functions {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("function.json"), fj).unwrap();
+    }
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+        ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+async fn echo(c: &Client, host: &StandInHost, query: &str) -> (StatusCode, Value) {
+    let resp = c
+        .post(format!("{}?{query}", host.function_url("echo")))
+        .header("x-functions-key", host.function_key())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn keys_are_enforced_with_an_empty_401() {
+    let host = start(options()).await;
+    let c = client();
+    let url = host.function_url("echo");
+    assert_eq!(url, format!("{}/api/echo", host.url()));
+
+    let resp = c.post(&url).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.bytes().await.unwrap().is_empty(), "401 has an empty body");
+
+    let resp = c.post(&url).header("x-functions-key", "wrong").body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let resp = c.post(format!("{url}?code=test-function-key")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The header takes precedence over ?code=.
+    let resp = c
+        .post(format!("{url}?code=test-function-key"))
+        .header("x-functions-key", "wrong")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    for key in [host.function_key(), host.host_key(), host.master_key()] {
+        let resp = c.post(&url).header("x-functions-key", key).body("x").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "key {key}");
+    }
+}
+
+#[tokio::test]
+async fn keys_can_be_turned_off_like_func_start() {
+    let host = start(HostOptions { enforce_keys: false, ..options() }).await;
+    let resp = client().post(host.function_url("echo")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn routing_is_case_insensitive_and_method_checked() {
+    let host = start(options()).await;
+    let c = client();
+    let key = host.function_key().to_string();
+    let resp = c.get(host.function_url("echo")).header("x-functions-key", &key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "GET is not allowed");
+    let resp = c.post(format!("{}/api/nope", host.url())).header("x-functions-key", &key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = c.post(format!("{}/echo", host.url())).header("x-functions-key", &key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "the route prefix is required");
+    let resp =
+        c.post(format!("{}/API/Echo", host.url())).header("x-functions-key", &key).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["path"], "/API/Echo", "the original path is forwarded");
+}
+
+#[tokio::test]
+async fn request_is_forwarded_as_the_host_rebuilds_it() {
+    let host = start(options()).await;
+    let c = client();
+    let payload: Vec<u8> = b"{\"a\":1}\xff\x00raw".to_vec();
+    let resp = c
+        .post(format!("{}?b=2&a=1&a=x%20y&r=cf%7Csentinel&code=test-function-key", host.function_url("echo")))
+        .header("content-type", "application/json")
+        .header("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ==")
+        .header("content-encoding", "identity")
+        .header("content-language", "en")
+        .header("x-custom", "kept")
+        .header("x-signature", "sha256=abc")
+        .header("user-agent", "test-agent/1.0")
+        .body(payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-echo"], "1", "handler headers come back");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/api/echo");
+    assert_eq!(
+        body["query"], "b=2&a=1%2Cx%20y&r=cf%7Csentinel&code=test-function-key",
+        "rebuilt: repeated keys joined, values re-encoded, code kept"
+    );
+    let h = &body["headers"];
+    for dropped in ["content-md5", "content-encoding", "content-language"] {
+        assert!(h.get(dropped).is_none(), "{dropped} must be dropped: {h}");
+    }
+    assert_eq!(h["content-type"][0], "application/json");
+    assert_eq!(h["content-length"][0], payload.len().to_string());
+    assert_eq!(h["x-custom"][0], "kept");
+    assert_eq!(h["x-signature"][0], "sha256=abc");
+    assert_eq!(h["user-agent"][0], "test-agent/1.0 Azure-Functions-Host/4.1037.0");
+    assert_eq!(h["x-azure-functions-hostversion"][0], "4.1037.0");
+    let invocation = h["x-azure-functions-invocationid"][0].as_str().unwrap();
+    assert_eq!(invocation.len(), 36);
+    assert!(h["host"][0].as_str().unwrap().ends_with(&host.port().to_string()));
+    assert_eq!(body["body_len"], payload.len());
+    let got = base64::engine::general_purpose::STANDARD.decode(body["body_b64"].as_str().unwrap()).unwrap();
+    assert_eq!(got, payload, "raw bytes preserved");
+}
+
+#[tokio::test]
+async fn a_chunked_body_arrives_empty() {
+    let host = start(options()).await;
+    let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = vec![
+        Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"{\"part\":"))),
+        Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"1}"))),
+    ];
+    let resp = client()
+        .post(host.function_url("echo"))
+        .header("x-functions-key", host.function_key())
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(chunks))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["body_len"], 0);
+    assert!(body["headers"].get("transfer-encoding").is_none());
+}
+
+#[tokio::test]
+async fn handler_status_headers_and_redirects_pass_through_unchanged() {
+    let host = start(options()).await;
+    let c = client();
+    let (status, body) = echo(&c, &host, "x_status=418").await;
+    assert_eq!(status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(body["method"], "POST");
+    let resp = c
+        .post(format!("{}?x_redirect=1", host.function_url("echo")))
+        .header("x-functions-key", host.function_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "redirects are not followed");
+    assert_eq!(resp.headers()["location"], "/elsewhere");
+}
+
+#[tokio::test]
+async fn the_handler_gets_the_host_environment() {
+    let host = start(options().env("MY_SETTING", "v1")).await;
+    let (_, body) = echo(&client(), &host, "x_env=1").await;
+    let env = &body["env"];
+    let port = host.handler_port().unwrap().to_string();
+    assert_eq!(env["FUNCTIONS_CUSTOMHANDLER_PORT"], port.as_str());
+    assert_eq!(env["FUNCTIONS_HTTPWORKER_PORT"], port.as_str());
+    assert_eq!(env["FUNCTIONS_CUSTOMHANDLER_WORKER_ID"], env["FUNCTIONS_HTTPWORKER_ID"]);
+    assert_eq!(env["FUNCTIONS_APP_ROOT_PATH"], app_root().display().to_string());
+    assert_eq!(env["MY_SETTING"], "v1");
+    assert!(env.get("PATH").is_some());
+    assert!(env.get("CARGO_MANIFEST_DIR").is_none(), "the environment is cleared");
+    assert_eq!(body["cwd"], app_root().display().to_string());
+}
+
+#[tokio::test]
+async fn logs_are_captured_with_host_levels() {
+    let host = start(options()).await;
+    assert!(
+        host.wait_for_log(|l| l.stream == LogStream::Stdout && l.text.contains("listening"), Duration::from_secs(5))
+            .await
+    );
+    let c = client();
+    echo(&c, &host, "x_stdout=hello%20out&x_stderr=boom%20error").await;
+    assert!(host.wait_for_log(|l| l.text == "boom error", Duration::from_secs(5)).await);
+    let logs = host.logs();
+    let find = |t: &str| logs.iter().find(|l| l.text.contains(t)).unwrap().clone();
+    assert_eq!(find("listening").level, LogLevel::Information);
+    let warn = find("test double");
+    assert_eq!(warn.stream, LogStream::Stderr);
+    assert_eq!(warn.level, LogLevel::Warning);
+    assert_eq!(find("hello out").level, LogLevel::Information);
+    assert_eq!(find("boom error").level, LogLevel::Error);
+    assert!(logs.iter().all(|l| l.generation == 1));
+}
+
+#[tokio::test]
+async fn restart_handler_answers_503_meanwhile() {
+    let host = Arc::new(start(options().env("ECHO_STARTUP_DELAY_MS", "400")).await);
+    let c = client();
+    let first_pid = host.handler_pid().unwrap();
+    let restarting = {
+        let host = host.clone();
+        tokio::spawn(async move { host.restart_handler().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = c
+        .post(host.function_url("echo"))
+        .header("x-functions-key", host.function_key())
+        .body("x")
+        .send()
+        .await
+        .expect("the host keeps listening (no connection refused)");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    restarting.await.unwrap().expect("restart works");
+    let second_pid = host.handler_pid().unwrap();
+    assert_ne!(first_pid, second_pid);
+    let (status, _) = echo(&c, &host, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(host.unexpected_exits().is_empty(), "a requested kill is not unexpected");
+    assert!(host.logs().iter().any(|l| l.generation == 2));
+}
+
+#[tokio::test]
+async fn graceful_stop_sends_sigterm() {
+    let host = start(options()).await;
+    let status = host.stop_handler_gracefully().await;
+    assert!(status.success(), "{status}");
+    assert!(host.logs().iter().any(|l| l.text.contains("SIGTERM received")));
+    assert_eq!(host.handler_pid(), None);
+    let (status, _) = echo(&client(), &host, "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unexpected_exit_is_reported() {
+    let host = start(options()).await;
+    let c = client();
+    let resp = c
+        .post(format!("{}?x_exit=5", host.function_url("echo")))
+        .header("x-functions-key", host.function_key())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_server_error());
+    for _ in 0..100 {
+        if host.handler_exited().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(host.handler_exited().unwrap().code(), Some(5));
+    assert_eq!(host.unexpected_exits().len(), 1);
+    let (status, _) = echo(&c, &host, "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_slow_handler_gets_a_502() {
+    let host = start(HostOptions { request_timeout: Some(Duration::from_millis(300)), ..options() }).await;
+    let (status, _) = echo(&client(), &host, "x_sleep_ms=3000").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_a_413() {
+    let host = start(options()).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", host.port())).await.unwrap();
+    let req = format!(
+        "POST /api/echo HTTP/1.1\r\nhost: 127.0.0.1\r\nx-functions-key: {}\r\n\
+         content-length: 104857601\r\n\r\nabc",
+        host.function_key()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+#[tokio::test]
+async fn a_handler_that_dies_at_start_fails_with_its_stderr() {
+    let err = StandInHost::start(options().env("ECHO_FAIL_AT_START", "1")).await.unwrap_err();
+    match &err {
+        HostError::HandlerExited { status, stderr_tail } => {
+            assert_eq!(status.code(), Some(3));
+            assert!(stderr_tail.contains("fatal: ECHO_FAIL_AT_START"), "{stderr_tail}");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(err.to_string().contains("fatal"));
+}
+
+#[tokio::test]
+async fn envelope_mode_is_refused_with_a_500() {
+    let http_fn = r#"{"bindings":[
+        {"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["post"]},
+        {"type":"http","direction":"out","name":"res"}]}"#;
+    let queue_fn = r#"{"bindings":[
+        {"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous"},
+        {"type":"http","direction":"out","name":"res"},
+        {"type":"queue","direction":"out","name":"msg","queueName":"q"}]}"#;
+    let forwarding = r#"{"version":"2.0","extensions":{"http":{"routePrefix":"api"}},
+        "customHandler":{"description":{"defaultExecutablePath":"handler"},"enableForwardingHttpRequest":true}}"#;
+    let dir = temp_app(forwarding, &[("plain", http_fn), ("with-queue", queue_fn)]);
+    let host = start(HostOptions::new(&dir).executable(ECHO)).await;
+    let c = client();
+    let resp = c.post(host.function_url("plain")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "anonymous in-and-out is forwarded");
+    let resp = c.post(host.function_url("with-queue")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(resp.text().await.unwrap().contains("envelope mode not supported"));
+    drop(host);
+
+    let envelope = r#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"}}}"#;
+    let dir2 = temp_app(envelope, &[("plain", http_fn)]);
+    let host = start(HostOptions::new(&dir2).executable(ECHO)).await;
+    let resp = c.post(host.function_url("plain")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    drop(host);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
+}
+
+#[tokio::test]
+async fn bad_configuration_is_reported() {
+    let bad_version = r#"{"version":"1.0","customHandler":{"description":{"defaultExecutablePath":"handler"}}}"#;
+    let dir = temp_app(bad_version, &[]);
+    let err = StandInHost::start(HostOptions::new(&dir).executable(ECHO)).await.unwrap_err();
+    assert!(matches!(err, HostError::Config(_)), "{err}");
+
+    let admin_route = r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","route":"admin/x"},
+        {"type":"http","direction":"out","name":"res"}]}"#;
+    let ok_host = r#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"},"enableForwardingHttpRequest":true}}"#;
+    let dir2 = temp_app(ok_host, &[("bad", admin_route)]);
+    let err = StandInHost::start(HostOptions::new(&dir2).executable(ECHO)).await.unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+
+    let err = StandInHost::start(HostOptions::new(dir2.join("missing"))).await.unwrap_err();
+    assert!(matches!(err, HostError::Config(_)));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
+}
