@@ -4,12 +4,12 @@
 //! accepted for the grace time).
 
 use crate::config::{Config, KeyVaultConfig, Problem, SecretId, SecretSource};
-use crate::secrets::{SecretValue, Secrets};
+use crate::secrets::{SecretValue, Secrets, Update};
 use azure_security_keyvault::SecretClient;
 use std::time::Duration;
 
 /// Longest one read may take (the crate's own retries included).
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct KeyVaultSecrets {
     client: SecretClient,
@@ -47,19 +47,32 @@ impl KeyVaultSecrets {
         }
     }
 
-    /// Reads every secret once; returns how many were read.
+    /// Reads every secret once (concurrently); returns how many were read.
     pub async fn refresh_once(&self) -> usize {
+        let reads = futures::future::join_all(
+            self.names.iter().map(|(id, name)| async move { (*id, name, self.read(name).await) }),
+        )
+        .await;
         let mut read = 0;
-        for (id, name) in &self.names {
-            match self.read(name).await {
+        for (id, name, result) in reads {
+            match result {
                 Ok(value) if !value.is_empty() => {
                     read += 1;
-                    if self.secrets.update(*id, SecretValue::new(value)) {
-                        tracing::info!(setting = id.setting(), secret = %name, "secret read from Key Vault (new value)");
+                    match self.secrets.update(id, SecretValue::new(value)) {
+                        Update::Unchanged => {}
+                        Update::First => {
+                            tracing::info!(setting = id.setting(), secret = %name, "secret read from Key Vault")
+                        }
+                        Update::Rotated => tracing::info!(
+                            setting = id.setting(),
+                            secret = %name,
+                            grace_seconds = self.secrets.grace().as_secs(),
+                            "secret rotated in Key Vault: the new value is used, the previous one stays accepted for webhooks during the grace time"
+                        ),
                     }
                 }
-                Ok(_) => self.fail(*id, name, "the secret is empty"),
-                Err(reason) => self.fail(*id, name, &reason),
+                Ok(_) => self.fail(id, name, "the secret is empty"),
+                Err(reason) => self.fail(id, name, &reason),
             }
         }
         read

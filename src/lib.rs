@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cf;
+pub mod check;
 pub mod config;
 pub mod domain;
 pub mod halo;

@@ -12,12 +12,13 @@ async fn main() -> ExitCode {
             println!("{}", cf_halo_bridge::settings::to_json());
             return ExitCode::SUCCESS;
         }
+        Some("--check") => return check().await,
         Some("--version") => {
             println!("handler {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Some(other) => {
-            eprintln!("handler: unknown argument `{other}` (known: --list-settings, --version)");
+            eprintln!("handler: unknown argument `{other}` (known: --check, --list-settings, --version)");
             return ExitCode::from(2);
         }
     }
@@ -38,5 +39,23 @@ async fn main() -> ExitCode {
             eprintln!("handler: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `handler --check`: one pass/fail line per dependency; exit code 1 when any fails.
+async fn check() -> ExitCode {
+    let config = match Config::from_env(&Env::from_process()) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("FAIL  configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lines = cf_halo_bridge::check::run(config).await;
+    print!("{}", cf_halo_bridge::check::render(&lines));
+    if lines.iter().all(|l| l.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

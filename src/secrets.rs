@@ -44,6 +44,16 @@ struct Slot {
     previous: Option<(SecretValue, Instant)>,
 }
 
+/// What a fresh read changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    Unchanged,
+    /// The first value known.
+    First,
+    /// A new value replaced a known one (the old one is now `Previous`).
+    Rotated,
+}
+
 /// Shared, cheaply cloned view of the secrets.
 #[derive(Clone, Debug)]
 pub struct Secrets {
@@ -95,22 +105,25 @@ impl Secrets {
     }
 
     /// Stores a freshly read value. A changed value starts a rotation: the old one stays accepted for the grace time.
-    /// Returns true when the value changed.
-    pub fn update(&self, id: SecretId, value: SecretValue) -> bool {
+    pub fn update(&self, id: SecretId, value: SecretValue) -> Update {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(id).or_insert(Slot { current: Err(Problem::Missing(id.setting())), previous: None });
         match &slot.current {
-            Ok(old) if *old == value => false,
+            Ok(old) if *old == value => Update::Unchanged,
             Ok(old) => {
                 slot.previous = Some((old.clone(), Instant::now() + self.grace));
                 slot.current = Ok(value);
-                true
+                Update::Rotated
             }
             Err(_) => {
                 slot.current = Ok(value);
-                true
+                Update::First
             }
         }
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// Records why a secret could not be read, keeping a known value (the last good one wins).
@@ -145,8 +158,9 @@ mod tests {
     #[test]
     fn rotation_keeps_the_previous_value_for_the_grace_time() {
         let s = secrets(Duration::from_secs(60));
-        assert!(!s.update(SecretId::CfWebhook, SecretValue::new("s3cr3t-first")));
-        assert!(s.update(SecretId::CfWebhook, SecretValue::new("two")));
+        assert_eq!(s.update(SecretId::CfWebhook, SecretValue::new("s3cr3t-first")), Update::Unchanged);
+        assert_eq!(s.update(SecretId::CfWebhook, SecretValue::new("two")), Update::Rotated);
+        assert_eq!(s.update(SecretId::HaloWebhook, SecretValue::new("w")), Update::First);
         let accepted: Vec<_> =
             s.accepted(SecretId::CfWebhook).into_iter().map(|(v, g)| (v.expose().to_string(), g)).collect();
         assert_eq!(accepted, vec![("two".into(), Generation::Current), ("s3cr3t-first".into(), Generation::Previous)]);

@@ -4,6 +4,7 @@
 //! Served paths under `/api/v2` (the `CF_API_BASE_URL`):
 //! * `POST /workspaces/{ws}/incidents/{incidentId}/comments` → 201 `{"id": "<uuid>"}`;
 //! * `PUT  /workspaces/{ws}/incidents/{incidentId}/status` → 200;
+//! * `GET  /workspaces/{ws}/incidents` → 200 (read-only; used by `handler --check`);
 //! * admin `GET /_sandbox/incidents` (no auth, not recorded).
 
 use std::collections::BTreeMap;
@@ -253,6 +254,16 @@ fn handle(inner: &CfInner, req: &Incoming) -> Outgoing {
                 ("status", m) if m == Method::PUT => set_status(inner, req, incident_id),
                 _ => Outgoing::empty(405),
             }
+        }
+        // A read-only call `handler --check` uses to prove the service account's credentials.
+        ["workspaces", ws, "incidents"] if req.method == Method::GET => {
+            if !ws.eq_ignore_ascii_case(&cfg.workspace_id) {
+                return error(404, "workspace not found");
+            }
+            let state = inner.lock();
+            let mut ids: Vec<&String> = state.comments.iter().map(|c| &c.incident_id).collect();
+            ids.dedup();
+            Outgoing::json(200, &json!({ "value": { "incidents": ids, "totalCount": ids.len() }, "isSuccess": true }))
         }
         _ => error(404, "not found"),
     }

@@ -65,6 +65,23 @@ impl CfClient {
             .map_err(|p| UpstreamError::NotSent { service: SERVICE, detail: p.to_string() })
     }
 
+    /// A read-only call proving the service account's credentials (`handler --check`).
+    pub async fn check_credentials(&self, deadline: Deadline) -> Result<(), UpstreamError> {
+        let secret = self.secret()?;
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("an http(s) base URL").pop_if_empty().extend([
+            "workspaces",
+            &self.workspace,
+            "incidents",
+        ]);
+        url.query_pairs_mut().append_pair("take", "1");
+        upstream::send(SERVICE, self.call_timeout, deadline, Retry::Idempotent, || {
+            self.http.get(url.clone()).basic_auth(&self.client_id, Some(secret.expose()))
+        })
+        .await
+        .map(drop)
+    }
+
     /// Posts one comment. Retried only when it surely did not arrive (connection refused).
     pub async fn add_comment(
         &self,

@@ -149,10 +149,12 @@ fn if_match(etag: &Etag) -> IfMatchCondition {
 #[async_trait::async_trait]
 impl Table for AzureTable {
     async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError> {
+        // A read never creates the table: a missing table holds nothing.
         let entity = self.entity(key);
-        match self.with_table(|| entity.get::<Props>().into_future()).await {
+        match within(entity.get::<Props>().into_future()).await {
             Ok(found) => Ok(Some((own_properties(found.entity), Etag(found.etag.to_string())))),
             Err(StoreError::NotFound) => Ok(None),
+            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -89,6 +89,11 @@ impl Store {
         Store { table }
     }
 
+    /// The raw table (for read-only probes).
+    pub fn table(&self) -> &dyn Table {
+        self.table.as_ref()
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<Versioned<T>>, StoreError> {
         match self.table.get(key).await? {
             None => Ok(None),

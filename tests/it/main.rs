@@ -2,6 +2,9 @@
 //! against a real Azurite table service and the Halo/ContraForce fakes on loopback.
 
 mod cf_webhook;
+mod check;
+mod fake_vault;
 mod foundation;
 mod halo_webhook;
+mod keyvault;
 mod support;

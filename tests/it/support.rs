@@ -110,9 +110,14 @@ impl Bridge {
 
     /// A signed delivery with extra or overriding headers.
     pub async fn send_cf_raw(&self, event_id: &str, raw: &[u8], headers: &[(&str, &str)]) -> Answer {
+        self.send_cf_signed(CF_SECRET, event_id, raw, headers).await
+    }
+
+    /// A delivery signed with `secret`.
+    pub async fn send_cf_signed(&self, secret: &str, event_id: &str, raw: &[u8], headers: &[(&str, &str)]) -> Answer {
         let ts = unix_now();
         let mut map = reqwest::header::HeaderMap::new();
-        let signature = sign(CF_SECRET.as_bytes(), ts, raw);
+        let signature = sign(secret.as_bytes(), ts, raw);
         let defaults = [
             ("x-functions-key", self.host.function_key()),
             ("content-type", "application/json"),
@@ -173,6 +178,14 @@ impl Bridge {
     /// Every log line, for searching.
     pub fn log_text(&self) -> String {
         self.host.logs().iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Asserts that none of `values` appears in any log line.
+    pub fn assert_not_logged(&self, values: &[&str]) {
+        let text = self.log_text();
+        for value in values {
+            assert!(!text.contains(value), "a secret value reached the logs");
+        }
     }
 
     /// Asserts that no secret, token or signature reached the logs, and that nothing panicked.

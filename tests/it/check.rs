@@ -1,0 +1,58 @@
+//! `handler --check` against the fakes (issue #9): all green; a wrong Halo secret turns that line red only.
+
+use crate::support::*;
+use std::process::Stdio;
+
+async fn check(env: &[(String, String)]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("--check")
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn line<'a>(report: &'a str, what: &str) -> &'a str {
+    report.lines().find(|l| l[6..].starts_with(what)).unwrap_or_else(|| panic!("no `{what}` line in:\n{report}"))
+}
+
+#[tokio::test]
+async fn check_passes_against_the_fakes_and_names_a_wrong_halo_secret() {
+    let b = Bridge::start().await;
+    let env = base_env(&b.halo, &b.cf, &b.azurite);
+    let (ok, report) = check(&env).await;
+    assert!(ok, "{report}");
+    for what in
+        ["cf-webhook settings", "halo-webhook settings", "Table Storage", "Halo token", "Halo API", "ContraForce API"]
+    {
+        assert!(line(&report, what).starts_with("PASS"), "{report}");
+    }
+    assert!(report.contains("6 passed, 0 failed"), "{report}");
+
+    let wrong: Vec<(String, String)> =
+        env.iter()
+            .map(|(k, v)| {
+                if k == "HALO_CLIENT_SECRET" {
+                    (k.clone(), "wrong-secret".to_string())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+    let (ok, report) = check(&wrong).await;
+    assert!(!ok, "a red line means a non-zero exit");
+    assert!(line(&report, "Halo token").starts_with("FAIL"), "{report}");
+    assert!(line(&report, "Halo token").contains("401"), "{report}");
+    for what in ["cf-webhook settings", "halo-webhook settings", "Table Storage", "ContraForce API"] {
+        assert!(line(&report, what).starts_with("PASS"), "{report}");
+    }
+    assert!(!report.contains("wrong-secret"), "the secret is not printed");
+    // Nothing was changed: no ticket, no action, no comment.
+    assert_eq!(b.halo.count("POST", "/api"), 0);
+    assert!(b.cf.all_comments().is_empty());
+}

@@ -1,0 +1,113 @@
+//! A fake Key Vault (legacy secrets API) and App Service managed-identity endpoint on loopback.
+//! The identity endpoint checks `X-IDENTITY-HEADER` and the user-assigned `client_id`; the vault checks the token.
+
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use warp::http::StatusCode;
+use warp::Filter;
+
+pub const IDENTITY_HEADER: &str = "it-identity-header";
+pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+const TOKEN: &str = "it-vault-token";
+
+#[derive(Default)]
+struct State {
+    secrets: HashMap<String, String>,
+    down: bool,
+    secret_reads: usize,
+    token_requests: Vec<HashMap<String, String>>,
+}
+
+#[derive(Clone)]
+pub struct FakeVault {
+    state: Arc<Mutex<State>>,
+    pub url: String,
+    _server: Arc<sandbox::server::ServerHandle>,
+}
+
+impl FakeVault {
+    pub fn start(secrets: &[(&str, &str)]) -> FakeVault {
+        let state = Arc::new(Mutex::new(State {
+            secrets: secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..State::default()
+        }));
+        let msi_state = state.clone();
+        let msi = warp::path!("msi" / "token")
+            .and(warp::query::<HashMap<String, String>>())
+            .and(warp::header::optional::<String>("x-identity-header"))
+            .map(move |query: HashMap<String, String>, header: Option<String>| {
+                msi_state.lock().unwrap().token_requests.push(query.clone());
+                let ok = header.as_deref() == Some(IDENTITY_HEADER)
+                    && query.get("client_id").map(String::as_str) == Some(CLIENT_ID);
+                if !ok {
+                    return warp::reply::with_status(
+                        warp::reply::json(&json!({"error": "unknown identity"})),
+                        StatusCode::BAD_REQUEST,
+                    );
+                }
+                let expires = cf_halo_bridge::domain::unix_now() + 3600;
+                warp::reply::with_status(
+                    warp::reply::json(
+                        &json!({"access_token": TOKEN, "expires_on": expires.to_string(), "token_type": "Bearer",
+                                              "resource": query.get("resource")}),
+                    ),
+                    StatusCode::OK,
+                )
+            });
+        let vault_state = state.clone();
+        let secret = warp::path!("secrets" / String / ..)
+            .and(warp::header::optional::<String>("authorization"))
+            .map(move |name: String, auth: Option<String>| {
+                let mut s = vault_state.lock().unwrap();
+                s.secret_reads += 1;
+                if s.down {
+                    return warp::reply::with_status(warp::reply::json(&json!({"error": {"code": "ServiceUnavailable"}})), StatusCode::SERVICE_UNAVAILABLE);
+                }
+                if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+                    return warp::reply::with_status(warp::reply::json(&json!({"error": {"code": "Unauthorized"}})), StatusCode::UNAUTHORIZED);
+                }
+                match s.secrets.get(&name) {
+                    Some(value) => warp::reply::with_status(
+                        warp::reply::json(&json!({"value": value, "id": format!("https://kv/secrets/{name}/v1"), "attributes": {"enabled": true, "created": 1776870000, "updated": 1776870000, "recoveryLevel": "Recoverable+Purgeable"}})),
+                        StatusCode::OK,
+                    ),
+                    None => warp::reply::with_status(warp::reply::json(&json!({"error": {"code": "SecretNotFound"}})), StatusCode::NOT_FOUND),
+                }
+            });
+        let server = sandbox::server::spawn(msi.or(secret), None, "fake-vault").unwrap();
+        FakeVault { url: server.url(), state, _server: Arc::new(server) }
+    }
+
+    pub fn set(&self, name: &str, value: &str) {
+        self.state.lock().unwrap().secrets.insert(name.into(), value.into());
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    pub fn secret_reads(&self) -> usize {
+        self.state.lock().unwrap().secret_reads
+    }
+
+    /// The query strings the identity endpoint received.
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().token_requests.clone()
+    }
+
+    /// The settings that make the bridge read its secrets from this vault with a user-assigned identity.
+    pub fn settings(&self, refresh_secs: u64, grace_secs: u64) -> Vec<(String, String)> {
+        [
+            ("KEY_VAULT_URI", self.url.clone()),
+            ("KEY_VAULT_REFRESH_SECONDS", refresh_secs.to_string()),
+            ("SECRET_ROTATION_GRACE_SECONDS", grace_secs.to_string()),
+            ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
+            ("IDENTITY_ENDPOINT", format!("{}/msi/token", self.url)),
+            ("IDENTITY_HEADER", IDENTITY_HEADER.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
