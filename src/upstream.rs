@@ -42,6 +42,9 @@ pub enum UpstreamError {
     /// Sent, and the answer broke off or could not be read: it may have been processed.
     #[error("{service} answer could not be read: {detail}")]
     Broken { service: &'static str, detail: String },
+    /// A success status arrived, then the body broke off: the call was carried out, its answer is lost.
+    #[error("{service} answered {status} but the answer broke off")]
+    IncompleteSuccess { service: &'static str, status: u16 },
     /// An HTTP error status.
     #[error("{service} answered {status}: {body}")]
     Status { service: &'static str, status: u16, retry_after: Option<Duration>, body: String },
@@ -65,7 +68,7 @@ impl UpstreamError {
         match self {
             UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => false,
             UpstreamError::Status { status, .. } => *status >= 500,
-            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } => true,
+            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } | UpstreamError::IncompleteSuccess { .. } => true,
         }
     }
 
@@ -205,7 +208,11 @@ async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Ans
     let response = request.send().await.map_err(|e| classify(service, e))?;
     let status = response.status();
     let retry_after = parse_retry_after(&response);
-    let body = response.bytes().await.map_err(|e| classify(service, e))?;
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(_) if status.is_success() => return Err(UpstreamError::IncompleteSuccess { service, status: status.as_u16() }),
+        Err(e) => return Err(classify(service, e)),
+    };
     if status.is_success() {
         return Ok(Answer { status, body });
     }

@@ -93,11 +93,15 @@ impl CfClient {
         let url = self.incident_url(incident, "comments");
         let body = json!({ "incidentId": incident.incident_id(), "content": content, "source": incident.source() });
         self.calls.fetch_add(1, Ordering::Relaxed);
-        upstream::send(SERVICE, self.call_timeout, deadline, Retry::OnlyIfNotSent, || {
+        match upstream::send(SERVICE, self.call_timeout, deadline, Retry::OnlyIfNotSent, || {
             self.http.post(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
         })
         .await
-        .map(drop)
+        {
+            // Only the status matters here: a 2xx whose body broke off is a stored comment.
+            Ok(_) | Err(UpstreamError::IncompleteSuccess { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Closes the incident (idempotent: retried on 429/5xx/connection errors).
@@ -118,10 +122,13 @@ impl CfClient {
             "classificationReason": close.reason,
         });
         self.calls.fetch_add(1, Ordering::Relaxed);
-        upstream::send(SERVICE, self.call_timeout, deadline, Retry::Idempotent, || {
+        match upstream::send(SERVICE, self.call_timeout, deadline, Retry::Idempotent, || {
             self.http.put(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
         })
         .await
-        .map(drop)
+        {
+            Ok(_) | Err(UpstreamError::IncompleteSuccess { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -6,5 +6,7 @@ mod check;
 mod fake_vault;
 mod foundation;
 mod halo_webhook;
+mod hostile;
 mod keyvault;
+mod soak;
 mod support;

@@ -1,0 +1,1 @@
+//! Hostile HTTP input (issue #7).
