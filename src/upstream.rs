@@ -68,7 +68,9 @@ impl UpstreamError {
         match self {
             UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => false,
             UpstreamError::Status { status, .. } => *status >= 500,
-            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } | UpstreamError::IncompleteSuccess { .. } => true,
+            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } | UpstreamError::IncompleteSuccess { .. } => {
+                true
+            }
         }
     }
 
@@ -210,7 +212,9 @@ async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Ans
     let retry_after = parse_retry_after(&response);
     let body = match response.bytes().await {
         Ok(body) => body,
-        Err(_) if status.is_success() => return Err(UpstreamError::IncompleteSuccess { service, status: status.as_u16() }),
+        Err(_) if status.is_success() => {
+            return Err(UpstreamError::IncompleteSuccess { service, status: status.as_u16() })
+        }
         Err(e) => return Err(classify(service, e)),
     };
     if status.is_success() {

@@ -105,11 +105,6 @@ pub fn new_ticket(incident: &Incident, reference: &ExternalRef, cfg: &OutboundCo
     Value::Object(ticket)
 }
 
-/// The marker that identifies our note for an event, so a retry can find a note it may already have written.
-pub fn event_marker(event_id: &EventId) -> String {
-    format!("ContraForce event {}", esc(event_id.as_str()))
-}
-
 /// The body item of `POST /Actions`: a private note recording a later event of an incident that has its ticket.
 pub fn event_note(ticket_id: TicketId, event_id: &EventId, outcome: &NoteOutcome) -> Value {
     let mut note = json!({

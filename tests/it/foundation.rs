@@ -68,6 +68,14 @@ fn the_local_settings_example_is_complete_and_starts_as_is() {
     assert!(config.inbound.ready().is_some());
 }
 
+#[test]
+fn the_readme_documents_every_setting() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for s in SETTINGS {
+        assert!(readme.contains(&format!("`{}`", s.name)), "README.md does not document {}", s.name);
+    }
+}
+
 #[tokio::test]
 async fn readiness_answers_at_once_and_unknown_paths_are_json_404() {
     let b = Bridge::start().await;
