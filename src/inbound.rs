@@ -150,7 +150,10 @@ impl TicketSync<'_> {
         record: &TicketRecord,
         actions: &[Action],
     ) -> Result<usize, InboundError> {
-        let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge);
+        // The creation of a ticket the bridge made is written by the bridge's Halo application, so the echo filter
+        // skips it. Without that filter configured, fall back to skipping the ticket's first action.
+        let echo_filter = self.cfg.integration_application.is_some() || self.cfg.integration_agent_id.is_some();
+        let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge && !echo_filter);
         let mut handled_through = record.last_action_id;
         let mut forwarded = 0;
         let mut outcome = Ok(());

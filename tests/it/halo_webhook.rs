@@ -234,3 +234,13 @@ fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+#[tokio::test]
+async fn without_echo_settings_the_creation_of_a_bridge_ticket_is_not_echoed() {
+    let b = Bridge::start_with(|env| env.retain(|(k, _)| !k.starts_with("HALO_INTEGRATION_"))).await;
+    let t = bridge_ticket(&b, "inc-no-echo").await;
+    b.halo.add_action(t, note("a real update"));
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.body["actionsForwarded"], 1, "{a:?}");
+    assert_eq!(texts(&b, "inc-no-echo"), vec!["a real update"]);
+}
