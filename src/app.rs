@@ -1,11 +1,16 @@
 //! The application state shared by every request: configuration, secrets, the store and the API clients.
 
 use crate::cf::client::CfClient;
-use crate::config::{Availability, Config, InboundConfig, OutboundConfig, Problem, SecretId};
+use crate::config::{
+    Availability, Config, InboundConfig, OutboundConfig, Problem, RefLocation, SecretId, TicketRefField,
+};
 use crate::halo::client::HaloClient;
+use crate::inbound::TicketSync;
+use crate::outbound::Delivery;
 use crate::secrets::Secrets;
 use crate::settings::Area;
 use crate::store::{AzureTable, Store, Table};
+use crate::upstream::{Deadline, REQUEST_BUDGET};
 use rand::Rng;
 use std::sync::Arc;
 
@@ -22,6 +27,19 @@ pub struct App {
 pub struct DirectionOff {
     pub direction: &'static str,
     pub problems: Vec<Problem>,
+}
+
+/// What every piece of one request's work shares: the store, the Halo client, and the request's claim identity
+/// and time budget.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub halo: &'a HaloClient,
+    pub location: RefLocation,
+    /// A claim older than this is taken over (its holder crashed or timed out).
+    pub claim_ttl_secs: i64,
+    pub deadline: Deadline,
+    /// Random token identifying this request's claims.
+    pub owner: String,
 }
 
 /// What the outbound direction needs, all present.
@@ -96,21 +114,37 @@ impl App {
         }
     }
 
-    /// The configured reference location (Halo settings are present whenever a direction is on).
-    pub fn reference_location(&self) -> crate::config::RefLocation {
-        self.config
-            .halo
-            .ready()
-            .map(|h| h.reference)
-            .unwrap_or(crate::config::RefLocation::Field(crate::config::TicketRefField::SupplierReference))
+    /// A fresh context for one request's work, its budget starting now.
+    fn context<'a>(&'a self, store: &'a Store, halo: &'a HaloClient) -> Context<'a> {
+        Context {
+            store,
+            halo,
+            location: self
+                .config
+                .halo
+                .ready()
+                .map(|h| h.reference)
+                .unwrap_or(RefLocation::Field(TicketRefField::SupplierReference)),
+            claim_ttl_secs: self.config.claim_ttl.as_secs() as i64,
+            deadline: Deadline::after(REQUEST_BUDGET),
+            owner: claim_owner(),
+        }
     }
 
-    pub fn claim_ttl_secs(&self) -> i64 {
-        self.config.claim_ttl.as_secs() as i64
+    /// The outbound work of one delivery, or why the direction is off.
+    pub fn delivery(&self) -> Result<Delivery<'_>, DirectionOff> {
+        let parts = self.outbound()?;
+        Ok(Delivery { ctx: self.context(parts.store, parts.halo), cfg: parts.cfg })
+    }
+
+    /// The inbound work of one webhook, or why the direction is off.
+    pub fn ticket_sync(&self) -> Result<TicketSync<'_>, DirectionOff> {
+        let parts = self.inbound()?;
+        Ok(TicketSync { ctx: self.context(parts.store, parts.halo), cf: parts.cf, cfg: parts.cfg })
     }
 }
 
 /// A random token naming one request's claims.
-pub fn claim_owner() -> String {
+fn claim_owner() -> String {
     format!("{:016x}", rand::thread_rng().gen::<u64>())
 }

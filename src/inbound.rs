@@ -5,16 +5,16 @@
 //! action (inserted before the comment is posted, so two concurrent webhooks cannot both post it), and the close
 //! state (claimed with an ETag before the close is sent).
 
+use crate::app::Context;
 use crate::cf::client::{CfClient, Close};
-use crate::config::{InboundConfig, RefLocation};
+use crate::config::InboundConfig;
 use crate::domain::{ExternalRef, TicketId};
-use crate::halo::client::HaloClient;
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::{
-    action_key, ticket_key, ActionMarker, Claim, CloseState, Key, MarkerState, Store, StoreError, TicketRecord,
+    action_key, ticket_key, ActionMarker, Claim, CloseState, Key, MarkerState, StoreError, TicketRecord,
 };
-use crate::upstream::{Deadline, UpstreamError};
+use crate::upstream::UpstreamError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundOutcome {
@@ -97,15 +97,18 @@ enum Forwarded {
     InFlightElsewhere,
 }
 
+/// Everything one webhook needs.
 pub struct TicketSync<'a> {
-    pub store: &'a Store,
-    pub halo: &'a HaloClient,
+    pub ctx: Context<'a>,
     pub cf: &'a CfClient,
     pub cfg: &'a InboundConfig,
-    pub location: RefLocation,
-    pub claim_ttl_secs: i64,
-    pub deadline: Deadline,
-    pub owner: String,
+}
+
+impl<'a> std::ops::Deref for TicketSync<'a> {
+    type Target = Context<'a>;
+    fn deref(&self) -> &Context<'a> {
+        &self.ctx
+    }
 }
 
 impl TicketSync<'_> {

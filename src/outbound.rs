@@ -5,16 +5,16 @@
 //! claims the incident (insert-if-absent, ETag updates) before calling Halo; a claim whose holder died is taken over
 //! only after looking for the ticket in Halo, and a Halo result counts only if it carries our exact reference.
 
+use crate::app::Context;
 use crate::cf::event::Incident;
-use crate::config::{OutboundConfig, RefLocation};
+use crate::config::OutboundConfig;
 use crate::domain::{EventId, ExternalRef, TicketId};
-use crate::halo::client::HaloClient;
 use crate::halo::mapping;
 use crate::store::{
     action_key, event_key, incident_key, ticket_key, ActionMarker, Claim, EventRecord, EventState, IncidentRecord,
-    IncidentState, MarkerState, Store, StoreError, TicketRecord, Versioned,
+    IncidentState, MarkerState, StoreError, TicketRecord, Versioned,
 };
-use crate::upstream::{Deadline, UpstreamError};
+use crate::upstream::UpstreamError;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -58,15 +58,15 @@ pub enum OutboundError {
 
 /// Everything one delivery needs.
 pub struct Delivery<'a> {
-    pub store: &'a Store,
-    pub halo: &'a HaloClient,
+    pub ctx: Context<'a>,
     pub cfg: &'a OutboundConfig,
-    pub location: RefLocation,
-    /// A claim older than this is taken over (its holder crashed or timed out).
-    pub claim_ttl_secs: i64,
-    pub deadline: Deadline,
-    /// Random token identifying this delivery's claims.
-    pub owner: String,
+}
+
+impl<'a> std::ops::Deref for Delivery<'a> {
+    type Target = Context<'a>;
+    fn deref(&self) -> &Context<'a> {
+        &self.ctx
+    }
 }
 
 enum Link {

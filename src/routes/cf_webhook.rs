@@ -2,14 +2,12 @@
 
 use super::error::ApiError;
 use super::{finish_in_time, header, json_reply, require_json, RequestLog};
-use crate::app::{claim_owner, App};
+use crate::app::App;
 use crate::cf::event::{self, INCIDENT_CREATED};
 use crate::cf::signature::{self, SignatureHeaders};
 use crate::config::SecretId;
 use crate::domain::{unix_now, EventId, ExternalRef};
-use crate::outbound::Delivery;
 use crate::secrets::Generation;
-use crate::upstream::{Deadline, REQUEST_BUDGET};
 use bytes::Bytes;
 use serde_json::json;
 use std::sync::Arc;
@@ -69,18 +67,8 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
         .ok_or_else(|| ApiError::BadRequest("invalid data.source".into()))?;
     log.reference = Some(reference.to_string());
 
-    let worker_app = app.clone();
     let outcome = finish_in_time(async move {
-        let parts = worker_app.outbound().map_err(ApiError::DirectionOff)?;
-        let delivery = Delivery {
-            store: parts.store,
-            halo: parts.halo,
-            cfg: parts.cfg,
-            location: worker_app.reference_location(),
-            claim_ttl_secs: worker_app.claim_ttl_secs(),
-            deadline: Deadline::after(REQUEST_BUDGET),
-            owner: claim_owner(),
-        };
+        let delivery = app.delivery().map_err(ApiError::DirectionOff)?;
         delivery.deliver(&event_id, &incident).await.map_err(ApiError::from)
     })
     .await?;

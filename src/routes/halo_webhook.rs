@@ -2,12 +2,11 @@
 
 use super::error::ApiError;
 use super::{finish_in_time, header, json_reply, require_json, RequestLog};
-use crate::app::{claim_owner, App};
+use crate::app::App;
 use crate::config::SecretId;
 use crate::halo::webhook::ticket_id;
-use crate::inbound::{InboundOutcome, TicketSync};
+use crate::inbound::InboundOutcome;
 use crate::secrets::{constant_time_eq, Generation};
-use crate::upstream::{Deadline, REQUEST_BUDGET};
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::json;
@@ -72,19 +71,8 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     };
     log.ticket_id = Some(ticket);
 
-    let worker_app = app.clone();
     let outcome = finish_in_time(async move {
-        let parts = worker_app.inbound().map_err(ApiError::DirectionOff)?;
-        let sync = TicketSync {
-            store: parts.store,
-            halo: parts.halo,
-            cf: parts.cf,
-            cfg: parts.cfg,
-            location: worker_app.reference_location(),
-            claim_ttl_secs: worker_app.claim_ttl_secs(),
-            deadline: Deadline::after(REQUEST_BUDGET),
-            owner: claim_owner(),
-        };
+        let sync = app.ticket_sync().map_err(ApiError::DirectionOff)?;
         sync.sync(ticket).await.map_err(ApiError::from)
     })
     .await?;
