@@ -327,3 +327,32 @@ async fn halo_rate_limiting_answers_503_with_retry_after() {
     assert_eq!(b.halo.count("POST", "/api/Tickets"), 0);
     assert_eq!(b.send_cf("evt-429", &incident("inc-429", 40)).await.body["status"], "created");
 }
+
+#[tokio::test]
+async fn the_tenant_goes_in_the_token_query_and_form() {
+    let halo = sandbox::halo::HaloConfig { tenant: Some("contoso".into()), ..sandbox::halo::HaloConfig::test() };
+    let b = Bridge::start_with_halo(halo, |env| env.push(("HALO_TENANT".into(), "contoso".into()))).await;
+    assert_eq!(b.send_cf("evt-tenant", &incident("inc-tenant", 70)).await.body["status"], "created");
+    let token = b.halo.requests().into_iter().find(|r| r.path == "/auth/token").unwrap();
+    assert_eq!(token.query_param("tenant").as_deref(), Some("contoso"));
+    let form = token.body_text();
+    assert!(
+        form.contains("tenant=contoso") && form.contains("grant_type=client_credentials") && form.contains("scope=all"),
+        "{form}"
+    );
+}
+
+#[tokio::test]
+async fn with_thirdpartynumber_a_lost_create_is_found_among_the_clients_recent_tickets() {
+    let b = Bridge::start_with(|env| env.push(("HALO_EXTERNAL_REF_FIELD".into(), "thirdpartynumber".into()))).await;
+    b.halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::ApplyThenBreak));
+    let first = b.send_cf("evt-tpn", &incident("inc-tpn", 71)).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
+    let second = b.send_cf("evt-tpn", &incident("inc-tpn", 71)).await;
+    assert_eq!(second.body["status"], "created", "{second:?}");
+    assert_eq!(b.halo.tickets().len(), 1);
+    assert_eq!(b.halo.tickets()[0].thirdpartynumber.as_deref(), Some("cf|sentinel|inc-tpn"));
+    let lookup = b.halo.requests().into_iter().find(|r| r.method == "GET" && r.path == "/api/Tickets").unwrap();
+    assert_eq!(lookup.query_param("client_id").as_deref(), Some("1"), "the client's recent tickets");
+    assert!(lookup.query_param("thirdpartynumber").is_none(), "not a Halo filter: never relied on");
+}

@@ -93,8 +93,13 @@ impl Bridge {
 
     /// Starts Azurite, the fakes and the handler under the stand-in host; `adjust` edits the settings.
     pub async fn start_with(adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
+        Bridge::start_with_halo(HaloConfig::test(), adjust).await
+    }
+
+    /// The same with a Halo fake configured as given (a tenant, say).
+    pub async fn start_with_halo(halo: HaloConfig, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
         let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
-        let halo = FakeHalo::start(HaloConfig::test());
+        let halo = FakeHalo::start(halo);
         let cf = FakeCf::start(CfConfig::test());
         let mut env = base_env(&halo, &cf, &azurite);
         adjust(&mut env);
