@@ -8,5 +8,6 @@ mod foundation;
 mod halo_webhook;
 mod hostile;
 mod keyvault;
+mod package;
 mod soak;
 mod support;
