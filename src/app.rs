@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 pub struct App {
     pub config: Config,
+    /// The one HTTP client of upstream calls (Halo, ContraForce, the identity endpoint, Key Vault).
+    pub http: reqwest::Client,
     pub secrets: Secrets,
     pub store: Option<Store>,
     pub halo: Option<HaloClient>,
@@ -60,12 +62,12 @@ pub struct InboundParts<'a> {
 impl App {
     /// Builds the clients for whatever is configured; nothing is called yet.
     pub fn new(config: Config) -> Result<App, String> {
-        let http = crate::upstream::http_client();
+        let http = crate::upstream::http_client(config.extra_ca_pem.as_deref());
         let secrets = Secrets::new(&config.secrets, config.rotation_grace);
         let store = match &config.storage {
             Availability::Ready(storage) => {
-                let table =
-                    AzureTable::new(storage, &http).map_err(|e| format!("state storage ({}): {e}", storage.source))?;
+                let table = AzureTable::new(storage, &http, config.extra_ca_pem.as_deref())
+                    .map_err(|e| format!("state storage ({}): {e}", storage.source))?;
                 Some(Store::new(Arc::new(table) as Arc<dyn Table>))
             }
             Availability::Off(_) => None,
@@ -78,7 +80,7 @@ impl App {
         let timeout = config.upstream_timeout;
         let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
         let cf = config.inbound.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
-        App { config, secrets, store, halo, cf }
+        App { config, http, secrets, store, halo, cf }
     }
 
     fn secret_problems(&self, ids: &[SecretId]) -> Vec<Problem> {

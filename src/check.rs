@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> Vec<Line> {
         Err(e) => return vec![Line::fail("configuration", e)],
     };
     if let Some(kv) = key_vault {
-        match KeyVaultSecrets::new(&kv, &app.config, app.secrets.clone(), crate::upstream::http_client()) {
+        match KeyVaultSecrets::new(&kv, &app.config, app.secrets.clone(), app.http.clone()) {
             Ok(reader) => {
                 let read = reader.refresh_once().await;
                 let expected = app.config.secrets.len();

@@ -408,6 +408,8 @@ pub struct Config {
     pub rotation_grace: Duration,
     pub upstream_timeout: Duration,
     pub claim_ttl: Duration,
+    /// Extra trusted certificate authorities (PEM), from `SSL_CERT_FILE`.
+    pub extra_ca_pem: Option<Vec<u8>>,
     pub secrets: BTreeMap<SecretId, SecretSource>,
 }
 
@@ -453,6 +455,7 @@ impl Config {
             )?,
             upstream_timeout: positive_seconds(env, names::UPSTREAM_TIMEOUT_SECONDS, "10")?,
             claim_ttl: positive_seconds(env, names::CLAIM_TTL_SECONDS, "60")?,
+            extra_ca_pem: extra_ca(env)?,
             secrets,
         })
     }
@@ -467,6 +470,16 @@ impl Config {
         };
         own.iter().chain(self.halo.problems()).chain(self.storage.problems()).cloned().collect()
     }
+}
+
+fn extra_ca(env: &Env) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = env.get(names::SSL_CERT_FILE) else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| invalid(names::SSL_CERT_FILE, format!("cannot read {path}: {e}")))?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .ok()
+        .filter(|certs| !certs.is_empty())
+        .ok_or_else(|| invalid(names::SSL_CERT_FILE, format!("{path} holds no PEM certificate")))?;
+    Ok(Some(pem))
 }
 
 fn secret_source(env: &Env, id: SecretId, from_key_vault: bool) -> SecretSource {
@@ -788,6 +801,8 @@ mod tests {
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "70000"),
             ("STATE_TABLE_NAME", "bad-name"),
             ("AzureWebJobsStorage", "AccountName=x;Bogus=1"),
+            ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+            ("SSL_CERT_FILE", "Cargo.toml"),
         ] {
             let err = with(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name, "{value}");

@@ -32,6 +32,8 @@ pub struct Setting {
     pub default: Option<&'static str>,
     /// Must be set for its area to work (an area without its required settings answers 503).
     pub required: bool,
+    /// Set by `infra/main.bicep` (false for settings meant for local runs and tests only).
+    pub deployed: bool,
     pub description: &'static str,
 }
 
@@ -42,11 +44,15 @@ const fn s(
     default: Option<&'static str>,
     description: &'static str,
 ) -> Setting {
-    Setting { name, area, secret: false, default, required, description }
+    Setting { name, area, secret: false, default, required, deployed: true, description }
 }
 
 const fn secret(name: &'static str, area: Area, description: &'static str) -> Setting {
-    Setting { name, area, secret: true, default: None, required: true, description }
+    Setting { name, area, secret: true, default: None, required: true, deployed: true, description }
+}
+
+const fn local_only(name: &'static str, area: Area, description: &'static str) -> Setting {
+    Setting { name, area, secret: false, default: None, required: false, deployed: false, description }
 }
 
 pub const CF_WEBHOOK_SECRET: &str = "CF_WEBHOOK_SECRET";
@@ -93,6 +99,7 @@ pub const HALO_CLIENT_SECRET_NAME: &str = "HALO_CLIENT_SECRET_NAME";
 pub const HALO_WEBHOOK_SECRET_NAME: &str = "HALO_WEBHOOK_SECRET_NAME";
 pub const CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME: &str = "CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 pub const UPSTREAM_TIMEOUT_SECONDS: &str = "UPSTREAM_TIMEOUT_SECONDS";
 pub const CLAIM_TTL_SECONDS: &str = "CLAIM_TTL_SECONDS";
 
@@ -319,6 +326,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("cf-service-account-client-secret"),
         "Key Vault secret name of CF_SERVICE_ACCOUNT_CLIENT_SECRET.",
     ),
+    local_only(
+        SSL_CERT_FILE,
+        Area::General,
+        "PEM file of extra certificate authorities to trust (TLS inspection proxies, test CAs); not set in Azure.",
+    ),
     s(LOG_LEVEL, Area::General, false, Some("info"), "Log level: error, warn, info, debug (a tracing filter)."),
     s(
         UPSTREAM_TIMEOUT_SECONDS,
@@ -351,6 +363,7 @@ pub fn to_json() -> String {
                 "area": format!("{:?}", s.area),
                 "secret": s.secret,
                 "required": s.required,
+                "deployed": s.deployed,
                 "default": s.default,
                 "description": s.description,
             })

@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let key_vault = config.key_vault.clone();
     let app = Arc::new(App::new(config).map_err(StartupError::Setup)?);
     if let Some(kv) = key_vault {
-        let reader = KeyVaultSecrets::new(&kv, &app.config, app.secrets.clone(), crate::upstream::http_client())
+        let reader = KeyVaultSecrets::new(&kv, &app.config, app.secrets.clone(), app.http.clone())
             .map_err(StartupError::Setup)?;
         let read = reader.refresh_once().await;
         tracing::info!(vault = %kv.vault_uri, read, refresh_seconds = kv.refresh.as_secs(), "secrets read from Key Vault");

@@ -225,9 +225,19 @@ async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Ans
     Err(UpstreamError::Status { service, status: status.as_u16(), retry_after, body })
 }
 
+/// A client builder trusting the platform roots plus the configured extra authorities.
+pub fn client_builder(extra_ca_pem: Option<&[u8]>) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder();
+    // Validated in config: the bundle parses and is not empty.
+    for cert in extra_ca_pem.and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()).unwrap_or_default() {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+}
+
 /// One HTTP client for all upstream calls: rustls, pooled connections, a connect timeout.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+pub fn http_client(extra_ca_pem: Option<&[u8]>) -> reqwest::Client {
+    client_builder(extra_ca_pem)
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("cf-halo-bridge/", env!("CARGO_PKG_VERSION")))

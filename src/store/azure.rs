@@ -60,7 +60,11 @@ fn builder(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result
 }
 
 impl AzureTable {
-    pub fn new(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result<Self> {
+    pub fn new(
+        config: &StorageConfig,
+        http: &reqwest::Client,
+        extra_ca_pem: Option<&[u8]>,
+    ) -> azure_core::Result<Self> {
         let service = builder(config, http)?
             .retry(RetryOptions::exponential(
                 ExponentialRetryOptions::default()
@@ -69,7 +73,7 @@ impl AzureTable {
                     .max_total_elapsed(CALL_TIMEOUT),
             ))
             .transport(azure_core::TransportOptions::new(Arc::new(
-                reqwest::Client::builder()
+                crate::upstream::client_builder(extra_ca_pem)
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(Duration::from_secs(3))
                     .build()

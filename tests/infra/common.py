@@ -77,7 +77,7 @@ def setting(name: str) -> dict[str, Any]:
 
 def expected_app_setting_names() -> set[str]:
     """Every name the deployment must set (with both directions and direct Key Vault reads on), and no other."""
-    return {s["name"] for s in handler_settings()} - NOT_SET | HOST_SETTINGS
+    return {s["name"] for s in handler_settings() if s.get("deployed", True)} - NOT_SET | HOST_SETTINGS
 
 
 @functools.lru_cache(maxsize=None)

@@ -258,7 +258,7 @@ class TestAppSettings(BicepTestCase):
         }
         for s in c.handler_settings():
             name = s["name"]
-            if s["secret"] or name in infra or name in c.NOT_SET or name.endswith("_SECRET_NAME"):
+            if s["secret"] or not s.get("deployed", True) or name in infra or name in c.NOT_SET or name.endswith("_SECRET_NAME"):
                 continue
             with self.subTest(setting=name):
                 param = param_of(self.doc, self.by_name[name])

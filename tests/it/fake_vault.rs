@@ -47,13 +47,11 @@ impl FakeVault {
                     );
                 }
                 let expires = cf_halo_bridge::domain::unix_now() + 3600;
-                warp::reply::with_status(
-                    warp::reply::json(
-                        &json!({"access_token": TOKEN, "expires_on": expires.to_string(), "token_type": "Bearer",
-                                              "resource": query.get("resource")}),
-                    ),
-                    StatusCode::OK,
-                )
+                let resource = query.get("resource").cloned().unwrap_or_default();
+                // Storage gets a JWT (Azurite's `--oauth basic` checks its claims, not its signature).
+                let token = if resource.contains("storage.azure.com") { storage_jwt(expires) } else { TOKEN.to_string() };
+                let body = json!({"access_token": token, "expires_on": expires.to_string(), "token_type": "Bearer", "resource": resource});
+                warp::reply::with_status(warp::reply::json(&body), StatusCode::OK)
             });
         let vault_state = state.clone();
         let secret = warp::path!("secrets" / String / ..)
@@ -110,4 +108,19 @@ impl FakeVault {
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
+}
+
+/// A JWT for `https://storage.azure.com` (Azurite's `--oauth basic` checks aud, iss, nbf and exp, not the signature).
+fn storage_jwt(expires: i64) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let now = cf_halo_bridge::domain::unix_now();
+    let header = b64(json!({"alg": "RS256", "typ": "JWT"}));
+    let claims = b64(json!({
+        "aud": "https://storage.azure.com",
+        "iss": "https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/",
+        "nbf": now - 60, "iat": now - 60, "exp": expires,
+        "oid": "00000000-0000-0000-0000-000000000001", "tid": "ab1f708d-50f6-404c-a006-d71b2ac7a606"
+    }));
+    format!("{header}.{claims}.c2lnbmF0dXJl")
 }

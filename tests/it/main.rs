@@ -8,6 +8,7 @@ mod foundation;
 mod halo_webhook;
 mod hostile;
 mod keyvault;
+mod managed_identity;
 mod package;
 mod soak;
 mod support;
