@@ -1,171 +1,62 @@
-//! `sandbox serve`: runs FakeHalo and FakeCf for local demos until SIGINT/SIGTERM.
+//! `sandbox`: the local demo tools of the bridge.
+//!
+//! * `sandbox serve`: runs FakeHalo and FakeCf for local demos until SIGINT/SIGTERM;
+//! * `sandbox send-incident`: sends a signed ContraForce incident to the local bridge (`scripts/demo-incident`);
+//! * `sandbox halo-note`: a Halo agent answers and closes the ticket, and Halo's webhook fires
+//!   (`scripts/demo-halo-note`);
+//! * `sandbox drop-table`: empties the bridge's sandbox state in the local Azurite (used by `scripts/run-local`).
+
+#[macro_use]
+mod cli;
 
 use std::process::ExitCode;
 
-use sandbox::cf::{CfConfig, FakeCf};
-use sandbox::halo::{FakeHalo, HaloConfig};
+const USAGE: &str = "usage: sandbox <command> [options]
 
-const USAGE: &str = "usage: sandbox serve [--halo-port PORT] [--cf-port PORT] [--print-env]
+Local demo tools of the ContraForce <-> HaloPSA bridge (development only).
 
-Starts a fake HaloPSA API and a fake ContraForce API on 127.0.0.1 with fixed demo
-credentials and runs until interrupted (Ctrl-C or SIGTERM).
+commands:
+  serve           run a fake HaloPSA and a fake ContraForce API on 127.0.0.1
+  send-incident   send the sample ContraForce incident, signed, to the local bridge
+  halo-note       add an agent's note to the sandbox ticket, close it, fire Halo's webhook
+  drop-table      delete a table in the local Azurite (the bridge's sandbox state)
 
-  --halo-port PORT   port for the fake Halo (default 7081; 0 = any free port)
-  --cf-port PORT     port for the fake ContraForce (default 7082; 0 = any free port)
-  --print-env        print only `export NAME=value` lines for the bridge, then serve";
-
-/// Demo credentials (printed at start; they protect nothing).
-const HALO_CLIENT_ID: &str = "sandbox-halo-client";
-const HALO_CLIENT_SECRET: &str = "sandbox-halo-secret";
-const HALO_APP_NAME: &str = "ContraForce Bridge";
-const HALO_AGENT_ID: i64 = 38;
-const HALO_AGENT_NAME: &str = "ContraForce Integration";
-const CF_CLIENT_ID: &str = "sandbox-cf-client";
-const CF_CLIENT_SECRET: &str = "sandbox-cf-secret";
-const CF_WORKSPACE_ID: &str = "3f2b8c1e-5d4a-4e6b-9c7d-0a1b2c3d4e5f";
-
-struct Args {
-    halo_port: u16,
-    cf_port: u16,
-    print_env: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("serve") => {}
-        Some("-h" | "--help" | "help") | None => return Err(String::new()),
-        Some(other) => return Err(format!("unknown command {other:?}")),
-    }
-    let mut parsed = Args { halo_port: 7081, cf_port: 7082, print_env: false };
-    while let Some(arg) = args.next() {
-        let mut port = |name: &str| -> Result<u16, String> {
-            args.next()
-                .ok_or_else(|| format!("{name} needs a value"))?
-                .parse::<u16>()
-                .map_err(|e| format!("{name}: {e}"))
-        };
-        match arg.as_str() {
-            "--halo-port" => parsed.halo_port = port("--halo-port")?,
-            "--cf-port" => parsed.cf_port = port("--cf-port")?,
-            "--print-env" => parsed.print_env = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    Ok(parsed)
-}
-
-fn port_opt(p: u16) -> Option<u16> {
-    (p != 0).then_some(p)
-}
+`sandbox <command> --help` describes each command's options.";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            if msg.is_empty() {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest = cli::Args::new(args.collect());
+    let result = match command.as_deref() {
+        Some("serve") => cli::serve::run(rest).await,
+        Some("send-incident") => cli::send_incident::run(rest).await,
+        Some("halo-note") => cli::halo_note::run(rest).await,
+        Some("drop-table") => cli::table::run(rest).await,
+        Some("-h" | "--help" | "help") => {
+            say!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        None => Err(cli::Failure::Help(USAGE)),
+        Some(other) => Err(cli::Failure::Usage(format!("unknown command {other:?}"), USAGE)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cli::Failure::Help(usage)) => {
+            say!("{usage}");
+            ExitCode::SUCCESS
+        }
+        Err(cli::Failure::Usage(message, usage)) => {
+            if message.is_empty() {
+                eprintln!("{usage}");
+            } else {
+                eprintln!("sandbox: {message}\n\n{usage}");
             }
-            eprintln!("sandbox: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    tracing_subscriber::fmt().with_writer(std::io::stdout).with_ansi(false).init();
-
-    let halo = match FakeHalo::try_start(HaloConfig {
-        client_id: HALO_CLIENT_ID.into(),
-        client_secret: HALO_CLIENT_SECRET.into(),
-        tenant: None,
-        app_name: HALO_APP_NAME.into(),
-        agent_id: HALO_AGENT_ID,
-        agent_name: HALO_AGENT_NAME.into(),
-        token_ttl_secs: 3600,
-        default_actions_count: 20,
-        port: port_opt(args.halo_port),
-    }) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("sandbox: cannot start the fake Halo on port {}: {e}", args.halo_port);
-            return ExitCode::FAILURE;
+        Err(cli::Failure::Failed(message)) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
         }
-    };
-    let cf = match FakeCf::try_start(CfConfig {
-        client_id: CF_CLIENT_ID.into(),
-        client_secret: CF_CLIENT_SECRET.into(),
-        workspace_id: CF_WORKSPACE_ID.into(),
-        port: port_opt(args.cf_port),
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sandbox: cannot start the fake ContraForce on port {}: {e}", args.cf_port);
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let env = [
-        ("HALO_AUTH_URL", halo.auth_url()),
-        ("HALO_API_BASE_URL", halo.api_url()),
-        ("HALO_CLIENT_ID", HALO_CLIENT_ID.to_string()),
-        ("HALO_CLIENT_SECRET", HALO_CLIENT_SECRET.to_string()),
-        ("HALO_INTEGRATION_APPLICATION", HALO_APP_NAME.to_string()),
-        ("HALO_INTEGRATION_AGENT_ID", HALO_AGENT_ID.to_string()),
-        ("CF_API_BASE_URL", cf.base_url()),
-        ("CF_SERVICE_ACCOUNT_CLIENT_ID", CF_CLIENT_ID.to_string()),
-        ("CF_SERVICE_ACCOUNT_CLIENT_SECRET", CF_CLIENT_SECRET.to_string()),
-        ("CF_WORKSPACE_ID", CF_WORKSPACE_ID.to_string()),
-    ];
-    if args.print_env {
-        for (name, value) in &env {
-            println!("export {name}={}", shell_quote(value));
-        }
-    } else {
-        println!("fake HaloPSA   {}", halo.base_url());
-        println!("  token        POST {}/token (client {HALO_CLIENT_ID} / {HALO_CLIENT_SECRET})", halo.auth_url());
-        println!("  api          {}", halo.api_url());
-        println!("  application  {HALO_APP_NAME:?}, agent {HALO_AGENT_ID} {HALO_AGENT_NAME:?}");
-        println!("  admin        GET  {}/_sandbox/tickets", halo.base_url());
-        println!("               POST {}/_sandbox/tickets/{{id}}/actions   {{\"note_html\":\"...\",\"hiddenfromuser\":false,\"who\":\"Jane\"}}", halo.base_url());
-        println!("               POST {}/_sandbox/tickets/{{id}}/status    {{\"status_id\":9,\"status_name\":\"Closed\",\"closed\":true}}", halo.base_url());
-        println!("fake ContraForce {}", cf.base_url());
-        println!("  basic auth   {CF_CLIENT_ID} / {CF_CLIENT_SECRET}, workspace {CF_WORKSPACE_ID}");
-        println!("  admin        GET  {}/_sandbox/incidents", cf.root_url());
-        println!();
-        println!("environment for the bridge:");
-        for (name, value) in &env {
-            println!("  {name}={value}");
-        }
-        println!();
-        println!("serving; press Ctrl-C to stop");
-    }
-
-    wait_for_signal().await;
-    tracing::info!("stopping");
-    halo.shutdown().await;
-    cf.shutdown().await;
-    ExitCode::SUCCESS
-}
-
-fn shell_quote(value: &str) -> String {
-    if value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c)) {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', "'\\''"))
-    }
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
