@@ -39,6 +39,8 @@ pub struct Context<'a> {
     pub location: RefLocation,
     /// A claim older than this is taken over (its holder crashed or timed out).
     pub claim_ttl_secs: i64,
+    /// After an uncertain create or note, how long the next attempt waits before looking for its result.
+    pub settle_secs: i64,
     pub deadline: Deadline,
     /// Random token identifying this request's claims.
     pub owner: String,
@@ -128,6 +130,8 @@ impl App {
                 .map(|h| h.reference)
                 .unwrap_or(RefLocation::Field(TicketRefField::SupplierReference)),
             claim_ttl_secs: self.config.claim_ttl.as_secs() as i64,
+            settle_secs: (3 * self.config.upstream_timeout.as_secs() as i64)
+                .min(self.config.claim_ttl.as_secs() as i64),
             deadline: Deadline::after(REQUEST_BUDGET),
             owner: claim_owner(),
         }

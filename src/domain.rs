@@ -36,8 +36,11 @@ pub struct ExternalRef {
 
 impl ExternalRef {
     /// Builds a reference; `source` must not contain `|` (the incident id may: the split limit is 3).
+    /// Neither part may be `.` or `..`: a URL path cannot carry those as a segment (ContraForce's incident URL
+    /// would silently become another one).
     pub fn new(source: &str, incident_id: &str) -> Option<ExternalRef> {
-        (!source.is_empty() && !incident_id.is_empty() && !source.contains('|'))
+        let usable = |part: &str| !part.is_empty() && part != "." && part != "..";
+        (usable(source) && usable(incident_id) && !source.contains('|'))
             .then(|| ExternalRef { source: source.to_string(), incident_id: incident_id.to_string() })
     }
 
@@ -102,6 +105,9 @@ mod tests {
             assert!(ExternalRef::parse(raw).is_none(), "{raw}");
         }
         assert!(ExternalRef::new("a|b", "id").is_none());
+        for dots in ["cf|s|.", "cf|s|..", "cf|..|id"] {
+            assert!(ExternalRef::parse(dots).is_none(), "{dots}: no URL can carry a dot segment");
+        }
     }
 
     #[test]

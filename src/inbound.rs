@@ -12,7 +12,7 @@ use crate::domain::{ExternalRef, TicketId};
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::{
-    action_key, ticket_key, ActionMarker, Claim, CloseState, Key, MarkerState, StoreError, TicketRecord,
+    action_key, ticket_key, ActionMarker, Claim, CloseState, Etag, Key, MarkerState, StoreError, TicketRecord,
 };
 use crate::upstream::UpstreamError;
 
@@ -40,6 +40,9 @@ impl InboundError {
         }
     }
 }
+
+/// Bound on re-reads when claiming one action's marker races with other webhooks.
+const MAX_MARKER_ATTEMPTS: usize = 10;
 
 /// Why an action is not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +181,11 @@ impl TicketSync<'_> {
         outcome.map(|_| forwarded)
     }
 
+    /// Posts one action's comment unless another webhook has, or is doing it. The marker goes Reserved (claimed,
+    /// not posted) → Sending (written just before the POST) → Sent. A stale Reserved marker is taken over and
+    /// posted; only a Sending marker whose post never reported back means "outcome unknown: not posted again".
+    /// Every conflicting write is re-read and counts as ours when it carries our claim (a storage retry of a write
+    /// that had landed).
     async fn forward_once(
         &self,
         ticket_id: TicketId,
@@ -186,28 +194,29 @@ impl TicketSync<'_> {
         text: &str,
     ) -> Result<Forwarded, InboundError> {
         let key = action_key(ticket_id, action.id);
-        let marker = ActionMarker { state: MarkerState::Sending, claim: Claim::new(&self.owner) };
-        let etag = match self.store.insert(&key, &marker).await {
+        let etag = match self.reserve(&key, action.id).await? {
             Ok(etag) => etag,
-            Err(StoreError::Conflict) => return self.existing_marker(&key, action.id).await,
+            Err(handled) => return Ok(handled),
+        };
+        let sending = ActionMarker { state: MarkerState::Sending, claim: Claim::new(&self.owner) };
+        let etag = match self.store.replace(&key, &sending, &etag).await {
+            Ok(etag) => etag,
+            Err(StoreError::Changed) => match self.store.get::<ActionMarker>(&key).await? {
+                Some(m) if m.value.state == MarkerState::Sending && m.value.claim.owner == self.owner => m.etag,
+                _ => return Ok(Forwarded::InFlightElsewhere),
+            },
             Err(e) => return Err(e.into()),
         };
         match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.deadline).await {
             Ok(()) => {
-                let sent = ActionMarker { state: MarkerState::Sent, claim: Claim::released() };
-                if let Err(e) = self.store.replace(&key, &sent, &etag).await {
-                    // The comment is posted; a marker left at Sending is never posted again.
-                    tracing::warn!(error = %e, action_id = action.id, "could not mark a forwarded action as sent");
-                }
+                self.set_marker(&key, &etag, MarkerState::Sent, action.id).await;
                 Ok(Forwarded::Posted)
             }
-            // An HTTP error answer (or a refused connection) means ContraForce did not store the comment: forget
-            // the marker so the next webhook posts it. A timeout or a broken answer may have stored it: the marker
-            // stays, and the comment is not posted twice.
+            // An HTTP error answer (or a refused connection) means ContraForce did not store the comment: release
+            // the reservation so the next webhook posts it. A timeout or a broken answer may have stored it: the
+            // Sending marker stays, and the comment is not posted twice.
             Err(e) if e.status().is_some() || !e.maybe_applied() => {
-                if let Err(se) = self.store.delete(&key, &etag).await {
-                    tracing::warn!(error = %se, action_id = action.id, "could not clear a failed action marker");
-                }
+                self.set_marker(&key, &etag, MarkerState::Reserved, action.id).await;
                 Err(InboundError::Cf(e))
             }
             Err(e) => {
@@ -217,19 +226,60 @@ impl TicketSync<'_> {
         }
     }
 
-    async fn existing_marker(&self, key: &Key, action_id: i64) -> Result<Forwarded, InboundError> {
-        let Some(found) = self.store.get::<ActionMarker>(key).await? else {
-            // Cleared by a failed concurrent post: the next webhook handles it.
-            return Ok(Forwarded::InFlightElsewhere);
-        };
-        Ok(match found.value.state {
-            MarkerState::Sent | MarkerState::Own => Forwarded::AlreadyHandled,
-            MarkerState::Sending if found.value.claim.is_stale(self.claim_ttl_secs) => {
-                tracing::warn!(action_id, "an earlier comment post has an unknown outcome; not posting it again");
-                Forwarded::AlreadyHandled
+    /// Claims an action for this webhook: `Ok(Ok(etag))` when ours to post, `Ok(Err(_))` when it is handled or
+    /// being handled elsewhere.
+    async fn reserve(&self, key: &Key, action_id: i64) -> Result<Result<Etag, Forwarded>, InboundError> {
+        let reserved = ActionMarker { state: MarkerState::Reserved, claim: Claim::new(&self.owner) };
+        for _ in 0..MAX_MARKER_ATTEMPTS {
+            let found = match self.store.insert(key, &reserved).await {
+                Ok(etag) => return Ok(Ok(etag)),
+                Err(StoreError::Conflict) => self.store.get::<ActionMarker>(key).await?,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(found) = found else { continue };
+            let mine = found.value.claim.owner == self.owner;
+            let stale = found.value.claim.is_stale(self.claim_ttl_secs);
+            match found.value.state {
+                MarkerState::Sent | MarkerState::Own => return Ok(Err(Forwarded::AlreadyHandled)),
+                // Our own insert, landed by a storage retry: nothing was posted yet.
+                MarkerState::Reserved if mine => return Ok(Ok(found.etag)),
+                MarkerState::Reserved if stale => match self.store.replace(key, &reserved, &found.etag).await {
+                    Ok(etag) => return Ok(Ok(etag)),
+                    Err(StoreError::Changed) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                MarkerState::Sending if stale => {
+                    tracing::warn!(action_id, "an earlier comment post has an unknown outcome; not posting it again");
+                    return Ok(Err(Forwarded::AlreadyHandled));
+                }
+                MarkerState::Reserved | MarkerState::Sending => return Ok(Err(Forwarded::InFlightElsewhere)),
             }
-            MarkerState::Sending => Forwarded::InFlightElsewhere,
-        })
+        }
+        Ok(Err(Forwarded::InFlightElsewhere))
+    }
+
+    /// Moves our marker on (best effort: a marker left at Sending is never posted again, one left Reserved by us
+    /// is taken over once stale).
+    async fn set_marker(&self, key: &Key, etag: &Etag, state: MarkerState, action_id: i64) {
+        let claim = if state == MarkerState::Reserved { Claim::released() } else { Claim::new(&self.owner) };
+        let marker = ActionMarker { state, claim };
+        let result = match self.store.replace(key, &marker, etag).await {
+            Err(StoreError::Changed) => self
+                .store
+                .update::<ActionMarker, _>(key, |m| {
+                    let ours = m.state == MarkerState::Sending && m.claim.owner == self.owner;
+                    if ours {
+                        *m = marker.clone();
+                    }
+                    ours
+                })
+                .await
+                .map(drop),
+            other => other.map(drop),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, action_id, ?state, "could not update a forwarded action's marker");
+        }
     }
 
     /// Moves the handled-through id forward, never backward.

@@ -239,10 +239,12 @@ impl Delivery<'_> {
         Ok(Link::CreatedNow(ticket_id))
     }
 
-    /// Gives a failed claim back: at once for the next delivery, looking in Halo first when the create may have landed.
+    /// Gives a failed claim back: at once for the next delivery when the create surely did not happen; when it may
+    /// have, after a settling time (Halo may still be carrying it out), and the next delivery looks in Halo first.
     async fn release(&self, key: &crate::store::Key, claim: &Versioned<IncidentRecord>, lookup_needed: bool) {
         let mut released = claim.value.clone();
-        released.claim = Claim::released();
+        released.claim =
+            if lookup_needed { Claim::settling(self.claim_ttl_secs, self.settle_secs) } else { Claim::released() };
         released.lookup_needed = lookup_needed;
         if let Err(e) = self.store.replace(key, &released, &claim.etag).await {
             // The claim then goes stale after its TTL and the next delivery looks in Halo first.
@@ -369,12 +371,12 @@ impl Delivery<'_> {
         }
     }
 
-    /// After a failed note: forget the claim when the note surely was not written, else release it so the next
-    /// delivery takes over at once and looks in Halo first.
+    /// After a failed note: forget the claim when the note surely was not written, else release it after the
+    /// settling time, and the next delivery looks in Halo first.
     async fn give_back_event(&self, key: &crate::store::Key, claim: &Versioned<EventRecord>, maybe_written: bool) {
         let result = if maybe_written {
             let mut released = claim.value.clone();
-            released.claim = Claim::released();
+            released.claim = Claim::settling(self.claim_ttl_secs, self.settle_secs);
             self.store.replace(key, &released, &claim.etag).await.map(drop)
         } else {
             self.store.delete(key, &claim.etag).await

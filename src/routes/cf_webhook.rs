@@ -64,7 +64,7 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     }
     let incident = envelope.incident;
     let reference = ExternalRef::new(&incident.source, &incident.incident_id)
-        .ok_or_else(|| ApiError::BadRequest("invalid data.source".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("data.incidentId and data.source must not be `.` or `..`".into()))?;
     log.reference = Some(reference.to_string());
 
     let outcome = finish_in_time(async move {

@@ -24,8 +24,10 @@ pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response 
 
 /// The secret the caller presented: `X-Halo-Secret`, else the password of HTTP Basic auth.
 fn presented_secret(headers: &HeaderMap) -> Option<Vec<u8>> {
-    if let Some(secret) = headers.get("x-halo-secret") {
-        return Some(secret.as_bytes().to_vec());
+    let mut secrets = headers.get_all("x-halo-secret").iter();
+    if let Some(secret) = secrets.next() {
+        // A repeated header is ambiguous: refused.
+        return secrets.next().is_none().then(|| secret.as_bytes().to_vec());
     }
     let encoded = header(headers, "authorization")?;
     let (scheme, credentials) = encoded.split_once(' ')?;

@@ -65,9 +65,15 @@ fn limited_body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + 
         .and(warp::body::bytes())
 }
 
-/// A header as text; `None` when absent or not visible ASCII (a 4xx, never a 500).
+/// A header as text; `None` when absent, repeated, or not visible ASCII (a 4xx, never a 500). A repeated
+/// signature, timestamp or event id is ambiguous: which one did the sender mean? None of them is taken.
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok().map(str::trim)
 }
 
 /// A body we parse must be JSON when the sender says what it is.

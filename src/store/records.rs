@@ -64,6 +64,12 @@ impl Claim {
     pub fn released() -> Self {
         Claim { owner: String::new(), since: 0 }
     }
+
+    /// Released, but not to be taken over for `settle_secs` yet: after an uncertain call, the upstream may still be
+    /// carrying it out, and the next attempt's lookup must see its result.
+    pub fn settling(ttl_secs: i64, settle_secs: i64) -> Self {
+        Claim { owner: String::new(), since: unix_now() - ttl_secs + settle_secs }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -150,6 +156,8 @@ impl TicketRecord {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum MarkerState {
+    /// Claimed by a webhook that has not posted it yet (a stale or released reservation is taken over and posted).
+    Reserved,
     /// Being posted to ContraForce (or the post's outcome is unknown: not posted again).
     Sending,
     /// Posted to ContraForce.

@@ -8,7 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn build_package() -> std::path::PathBuf {
-    let status = Command::new(repo_root().join("scripts/package")).current_dir(repo_root()).status().expect("scripts/package runs");
+    let status = Command::new(repo_root().join("scripts/package"))
+        .current_dir(repo_root())
+        .status()
+        .expect("scripts/package runs");
     assert!(status.success(), "scripts/package failed");
     repo_root().join("dist/app.zip")
 }
