@@ -95,14 +95,21 @@ pub fn parse(body: &[u8]) -> Result<Envelope, EventError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
     let root = value.as_object().ok_or(EventError::NotAnObject)?;
     let data = root.get("data").and_then(Value::as_object).ok_or(EventError::Field("data"))?;
+    // `.` and `..` cannot be a URL path segment (ContraForce's incident URL would change): refused like a `|` in
+    // the source, which would break the `cf|source|id` reference.
+    let dots = |part: &str| part == "." || part == "..";
     let source = required_text(data, "source", "data.source")?;
-    if source.contains('|') {
+    if source.contains('|') || dots(&source) {
         return Err(EventError::Field("data.source"));
+    }
+    let incident_id = required_text(data, "incidentId", "data.incidentId")?;
+    if dots(&incident_id) {
+        return Err(EventError::Field("data.incidentId"));
     }
     let incident = Incident {
         account_id: text(data, "accountId"),
         account_name: text(data, "accountName"),
-        incident_id: required_text(data, "incidentId", "data.incidentId")?,
+        incident_id,
         incident_number: integer(data.get("incidentNumber")).ok_or(EventError::Field("data.incidentNumber"))?,
         title: required_text(data, "title", "data.title")?,
         description: text(data, "description"),
@@ -197,6 +204,7 @@ mod tests {
             (r#"{"data":{"incidentId":"i","source":"s","incidentNumber":1}}"#, Some("data.title")),
             (r#"{"data":{"incidentId":"i","source":"s","incidentNumber":1,"title":"  "}}"#, Some("data.title")),
             (r#"{"data":{"incidentId":"i","source":"a|b","incidentNumber":1,"title":"t"}}"#, Some("data.source")),
+            (r#"{"data":{"incidentId":"..","source":"s","incidentNumber":1,"title":"t"}}"#, Some("data.incidentId")),
         ];
         for (body, field) in cases {
             let err = parse(body.as_bytes()).unwrap_err();
