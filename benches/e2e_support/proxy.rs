@@ -1,0 +1,109 @@
+//! A counting reverse proxy on loopback between the handler and Azurite: every request is forwarded unchanged
+//! (method, path, query, headers, body; the SharedKey signature stays valid) and counted by method.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use warp::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::path::FullPath;
+use warp::Filter;
+
+pub type Counts = BTreeMap<String, u64>;
+
+pub struct CountingProxy {
+    pub port: u16,
+    counts: Arc<Mutex<Counts>>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl CountingProxy {
+    /// Starts forwarding to `target` (e.g. `http://127.0.0.1:10002`) on the current tokio runtime.
+    pub async fn start(target: String) -> CountingProxy {
+        let client = reqwest::Client::builder().no_proxy().build().expect("a reqwest client");
+        let counts = Arc::new(Mutex::new(Counts::new()));
+        let counted = counts.clone();
+        let filter = warp::method()
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |method: Method, path: FullPath, query: String, headers: HeaderMap, body: Bytes| {
+                *counted.lock().unwrap().entry(method.to_string()).or_default() += 1;
+                forward(client.clone(), target.clone(), method, path, query, headers, body)
+            });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(filter)
+                .incoming(listener)
+                .graceful(async move {
+                    let _ = rx.await;
+                })
+                .run(),
+        );
+        CountingProxy { port, counts, _shutdown: tx }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    client: reqwest::Client,
+    target: String,
+    method: Method,
+    path: FullPath,
+    query: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Bytes> {
+    let url = if query.is_empty() {
+        format!("{target}{}", path.as_str())
+    } else {
+        format!("{target}{}?{query}", path.as_str())
+    };
+    let mut request = client.request(method, url);
+    for (name, value) in &headers {
+        if name != HOST && name != CONTENT_LENGTH && name != CONNECTION && name != TRANSFER_ENCODING {
+            request = request.header(name, value);
+        }
+    }
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let bad_gateway = |e: String| {
+        let mut r = Response::new(Bytes::from(e));
+        *r.status_mut() = StatusCode::BAD_GATEWAY;
+        r
+    };
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return bad_gateway(e.to_string()),
+    };
+    let status = upstream.status();
+    let mut out_headers = upstream.headers().clone();
+    out_headers.remove(TRANSFER_ENCODING);
+    out_headers.remove(CONNECTION);
+    out_headers.remove(CONTENT_LENGTH);
+    let bytes = match upstream.bytes().await {
+        Ok(b) => b,
+        Err(e) => return bad_gateway(e.to_string()),
+    };
+    let mut response = Response::new(bytes);
+    *response.status_mut() = status;
+    *response.headers_mut() = out_headers;
+    response
+}
+
+/// Reads (GET) and writes (everything else) between two snapshots.
+pub fn reads_writes(before: &Counts, after: &Counts) -> (u64, u64) {
+    let delta = |m: &str| after.get(m).copied().unwrap_or(0) - before.get(m).copied().unwrap_or(0);
+    let total: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+    let reads = delta("GET");
+    (reads, total - reads)
+}
