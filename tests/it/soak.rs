@@ -668,7 +668,9 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
                 n => doubled_comments += n - 1,
             }
         }
-        if texts != expected {
+        // In order, nothing extra; a missing one is checked against the crash allowance below.
+        let mut rest = expected.iter();
+        if !texts.iter().all(|t| rest.any(|e| e == t)) {
             problems.push(format!("incident {i}: comments {texts:?}, expected {expected:?}"));
         }
         let closes = b.cf.status_changes(&incident_id(i)).len();
@@ -697,6 +699,16 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
     let uncertain = uncertain_action_ids(&log).len();
     let warned = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
     let stale_markers = warned("an earlier comment post has an unknown outcome");
+    // A handler killed while a comment POST is in flight leaves its outcome unknown, and the comment is not posted
+    // again (at most once, by design; docs/reliability.md). Such a loss must be announced by the warning and caused
+    // by a kill; any other loss is a failure.
+    if lost_comments > stale_markers.min(restarts) {
+        problems.push(format!(
+            "{lost_comments} comments lost, but only {} explained by a kill mid-POST ({stale_markers} unknown-outcome \
+             warnings, {restarts} kills)",
+            stale_markers.min(restarts)
+        ));
+    }
     let uncleared_markers = warned("could not clear a failed action marker");
     let deliveries = plan.events.min(distinct + dups_sent.load(Ordering::SeqCst).min(duplicates_budget));
 
