@@ -4,7 +4,7 @@
 //! --all-targets` criterion runs each benchmark once as a smoke test.
 //!
 //! * `cf_webhook/*`: what `POST /api/cf-webhook` does for a typical ~2 KB `incident.created.v1` event before and
-//!   around its I/O: verify the signature, read the test flag, parse, build the store keys, map the ticket
+//!   around its I/O: verify the signature, parse the body once (`read_body`: JSON and the test flag), validate it (`envelope`), build the store keys, map the ticket
 //!   (`details_html`, summary, maps) and serialize the `POST /Tickets` body; `route_work` is all of it in the
 //!   route's order (the figure held against the 50 µs target).
 //! * `halo_webhook/*/{1,50,500}`: the halo-webhook's pure work per ticket size: parse the `GET /Actions` answer,
@@ -61,9 +61,9 @@ fn route_work(
     let event_id = EventId::parse(d.event_id).unwrap();
     let headers = SignatureHeaders { signature: Some(&d.signature), timestamp: Some(&d.timestamp) };
     signature::verify(keys, headers, &d.body, TS, out.max_skew).unwrap();
-    assert!(!event::is_test_body(&d.body));
-    let envelope = event::parse(&d.body).unwrap();
-    let incident = envelope.incident;
+    let body = event::Body::read(&d.body);
+    assert!(!body.is_test());
+    let incident = body.envelope().unwrap().incident;
     let reference = ExternalRef::new(&incident.source, &incident.incident_id).unwrap();
     let ev = event_key(&reference, &event_id);
     let inc = incident_key(&reference);
@@ -92,8 +92,9 @@ fn cf_webhook(c: &mut Criterion) {
             signature::verify(black_box(&keys), h, black_box(&d.body), TS, out.max_skew).unwrap()
         })
     });
-    g.bench_function("is_test_body", |b| b.iter(|| event::is_test_body(black_box(&d.body))));
-    g.bench_function("parse", |b| b.iter(|| event::parse(black_box(&d.body)).unwrap()));
+    g.bench_function("read_body", |b| b.iter(|| event::Body::read(black_box(&d.body)).is_test()));
+    let body = event::Body::read(&d.body);
+    g.bench_function("envelope", |b| b.iter(|| black_box(&body).envelope().unwrap()));
     g.bench_function("store_keys", |b| {
         b.iter(|| (event_key(black_box(&reference), &event_id), incident_key(black_box(&reference))))
     });

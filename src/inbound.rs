@@ -127,7 +127,7 @@ impl TicketSync<'_> {
         };
         let actions = self.halo.actions(ticket_id, self.deadline).await.map_err(InboundError::Halo)?;
         let forwarded = self.forward_actions(ticket_id, &reference, &record, &actions).await?;
-        let closed = self.mirror_close(&ticket, &reference).await?;
+        let closed = self.mirror_close(&ticket, &reference, record.close).await?;
         Ok(InboundOutcome::Processed { forwarded, closed })
     }
 
@@ -177,7 +177,10 @@ impl TicketSync<'_> {
             }
             handled_through = action.id;
         }
-        self.advance(ticket_id, handled_through).await?;
+        // Nothing new (the common webhook: any ticket update): the record just read needs no write, and no re-read.
+        if handled_through > record.last_action_id {
+            self.advance(ticket_id, handled_through).await?;
+        }
         outcome.map(|_| forwarded)
     }
 
@@ -294,10 +297,19 @@ impl TicketSync<'_> {
             .map(drop)
     }
 
-    /// Mirrors the ticket's close once per close; a reopen arms the next close.
-    async fn mirror_close(&self, ticket: &Ticket, reference: &ExternalRef) -> Result<bool, InboundError> {
+    /// Mirrors the ticket's close once per close; a reopen arms the next close. `read` is the close state as read
+    /// at the start of this webhook.
+    async fn mirror_close(
+        &self,
+        ticket: &Ticket,
+        reference: &ExternalRef,
+        read: CloseState,
+    ) -> Result<bool, InboundError> {
         let key = ticket_key(ticket.id);
         if !is_closed(ticket, self.cfg) {
+            if read == CloseState::Open {
+                return Ok(false);
+            }
             self.store
                 .update::<TicketRecord, _>(&key, |r| {
                     let reopened = r.close == CloseState::Closed;

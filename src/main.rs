@@ -4,7 +4,9 @@ use cf_halo_bridge::config::{Config, Env};
 use cf_halo_bridge::{startup, telemetry};
 use std::process::ExitCode;
 
-#[tokio::main]
+/// One thread: the handler waits on the network almost all the time, and one event loop spends less CPU per event
+/// than a work-stealing pool handing requests and connections between threads (docs/benchmarks.md has the figures).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None => {}

@@ -79,38 +79,28 @@ enum Link {
 }
 
 impl Delivery<'_> {
+    /// One Table read (the incident and this event's record, in one query) decides the path: a duplicate costs
+    /// nothing more; a new incident costs three writes and one Halo call; a later event three writes and one note.
     pub async fn deliver(&self, event_id: &EventId, incident: &Incident) -> Result<Outcome, OutboundError> {
         let reference =
             ExternalRef::new(&incident.source, &incident.incident_id).expect("validated by the event parser");
         let event_key = event_key(&reference, event_id);
-        if let Some(done) = self.done_event(&event_key).await? {
-            return Ok(Outcome::Duplicate(done));
+        let (incident_record, event_record) =
+            self.store.get_pair::<IncidentRecord, EventRecord>(&incident_key(&reference), &event_key).await?;
+        if let Some(done) = event_record.as_ref().filter(|e| e.value.state == EventState::Done) {
+            return Ok(Outcome::Duplicate(done.value.ticket_id.unwrap_or_default()));
         }
-        match self.link(&reference, event_id, incident).await? {
-            Link::CreatedNow(ticket_id) => {
-                self.mark_event_done(&event_key, event_id, ticket_id, "created").await?;
-                Ok(Outcome::Created(ticket_id))
-            }
+        match self.link(&reference, event_id, incident, incident_record).await? {
+            Link::CreatedNow(ticket_id) => Ok(Outcome::Created(ticket_id)),
+            // The event that created the ticket (its ticket record was written before the incident was marked
+            // created): a redelivery of it is a duplicate, and needs no record of its own.
             Link::Existing { ticket_id, created_by_event }
                 if created_by_event.as_deref() == Some(event_id.as_str()) =>
             {
-                // The event that created the ticket, redelivered after its record was lost: finish its bookkeeping.
-                self.seed_ticket(ticket_id, &reference).await?;
-                self.mark_event_done(&event_key, event_id, ticket_id, "created").await?;
                 Ok(Outcome::Duplicate(ticket_id))
             }
-            Link::Existing { ticket_id, .. } => self.note_once(&event_key, event_id, ticket_id).await,
+            Link::Existing { ticket_id, .. } => self.note_once(&event_key, event_id, ticket_id, event_record).await,
         }
-    }
-
-    /// The ticket id when this event is already done: the duplicate path, one Table read.
-    async fn done_event(&self, key: &crate::store::Key) -> Result<Option<TicketId>, OutboundError> {
-        Ok(self
-            .store
-            .get::<EventRecord>(key)
-            .await?
-            .filter(|e| e.value.state == EventState::Done)
-            .map(|e| e.value.ticket_id.unwrap_or_default()))
     }
 
     async fn wait_or_give_up(&self, waiting_since: Instant) -> Result<(), OutboundError> {
@@ -121,17 +111,24 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    /// Finds the incident's ticket, or claims the incident and creates it.
+    /// Finds the incident's ticket, or claims the incident and creates it. `read` is the record as just read;
+    /// later rounds (after a lost race) read it again.
     async fn link(
         &self,
         reference: &ExternalRef,
         event_id: &EventId,
         incident: &Incident,
+        read: Option<Versioned<IncidentRecord>>,
     ) -> Result<Link, OutboundError> {
         let key = incident_key(reference);
         let started = Instant::now();
+        let mut current = Some(read);
         loop {
-            match self.store.get::<IncidentRecord>(&key).await? {
+            let record = match current.take() {
+                Some(read) => read,
+                None => self.store.get::<IncidentRecord>(&key).await?,
+            };
+            match record {
                 None => {
                     let record = IncidentRecord {
                         reference: reference.to_string(),
@@ -210,6 +207,9 @@ impl Delivery<'_> {
                 }
             }
         };
+        // The ticket's record first: once the incident says Created, everything for it exists (a redelivery of
+        // this event is then a plain duplicate).
+        self.seed_ticket(ticket_id, reference).await?;
         let mut created = claim.value.clone();
         created.state = IncidentState::Created;
         created.ticket_id = Some(ticket_id);
@@ -235,7 +235,6 @@ impl Delivery<'_> {
             }
             Err(e) => return Err(e.into()),
         }
-        self.seed_ticket(ticket_id, reference).await?;
         Ok(Link::CreatedNow(ticket_id))
     }
 
@@ -289,8 +288,10 @@ impl Delivery<'_> {
         key: &crate::store::Key,
         event_id: &EventId,
         ticket_id: TicketId,
+        read: Option<Versioned<EventRecord>>,
     ) -> Result<Outcome, OutboundError> {
         let started = Instant::now();
+        let mut current = Some(read);
         let (claim, took_over) = loop {
             let pending = EventRecord {
                 event_id: event_id.to_string(),
@@ -299,7 +300,11 @@ impl Delivery<'_> {
                 outcome: None,
                 claim: Claim::new(&self.owner),
             };
-            match self.store.get::<EventRecord>(key).await? {
+            let record = match current.take() {
+                Some(read) => read,
+                None => self.store.get::<EventRecord>(key).await?,
+            };
+            match record {
                 None => match self.store.insert(key, &pending).await {
                     Ok(etag) => break (Versioned { value: pending, etag }, false),
                     Err(StoreError::Conflict) => continue,

@@ -1,9 +1,8 @@
-//! Helpers of the end-to-end bench: processes and /proc, load, the counting Table Storage proxy, the baseline.
+//! Helpers of the end-to-end bench: processes and /proc, load, the baseline.
 
 pub mod baseline;
 pub mod load;
 pub mod proc;
-pub mod proxy;
 
 use std::fmt::Write;
 

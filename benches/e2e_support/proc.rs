@@ -211,14 +211,25 @@ pub struct Counted {
     pub syscalls: f64,
     pub context_switches: f64,
     pub page_faults: f64,
+    /// CPU time of all the process's threads, user and kernel, in milliseconds (precise, unlike clock ticks).
+    pub task_clock_ms: f64,
 }
 
 impl PerfStat {
-    /// `None` when perf is not installed or cannot attach.
+    /// Syscalls, context switches and page faults. `None` when perf is not installed or cannot attach.
     pub fn start(pid: u32) -> Option<PerfStat> {
+        Self::start_events(pid, "raw_syscalls:sys_enter,context-switches,page-faults")
+    }
+
+    /// CPU time only (`task-clock`: cheap to count, so it does not slow what it measures).
+    pub fn cpu_clock(pid: u32) -> Option<PerfStat> {
+        Self::start_events(pid, "task-clock")
+    }
+
+    fn start_events(pid: u32, events: &str) -> Option<PerfStat> {
         let out = std::env::temp_dir().join(format!("bench-e2e-perfstat-{}-{pid}.csv", std::process::id()));
         let child = Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter,context-switches,page-faults", "-p"])
+            .args(["stat", "-x", ",", "-e", events, "-p"])
             .arg(pid.to_string())
             .arg("-o")
             .arg(&out)
@@ -247,6 +258,7 @@ impl PerfStat {
                 "raw_syscalls:sys_enter" => counted.syscalls = value,
                 "context-switches" => counted.context_switches = value,
                 "page-faults" => counted.page_faults = value,
+                "task-clock" => counted.task_clock_ms = value,
                 _ => {}
             }
         }

@@ -20,6 +20,7 @@ pub mod cf;
 pub mod faults;
 pub mod halo;
 pub mod host;
+pub mod proxy;
 pub mod record;
 pub mod server;
 

@@ -64,9 +64,31 @@ pub struct Envelope {
     pub incident: Incident,
 }
 
-/// Only the test flag, read before the body is validated (a test delivery is answered without processing).
+/// A delivery body parsed once: the test flag is read from it before the body is validated (a test delivery is
+/// answered without processing), and the envelope after.
+pub struct Body {
+    json: Result<Value, EventError>,
+}
+
+impl Body {
+    pub fn read(body: &[u8]) -> Body {
+        Body { json: serde_json::from_slice(body).map_err(|e| EventError::InvalidJson(e.to_string())) }
+    }
+
+    /// `isTest: true` at the top level of any JSON body (false for a body that is not JSON).
+    pub fn is_test(&self) -> bool {
+        self.json.as_ref().ok().and_then(|v| v.get("isTest")).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The validated envelope; each error names the field.
+    pub fn envelope(&self) -> Result<Envelope, EventError> {
+        envelope(self.json.as_ref().map_err(Clone::clone)?)
+    }
+}
+
+/// Only the test flag (see `Body::is_test`).
 pub fn is_test_body(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("isTest").and_then(Value::as_bool)).unwrap_or(false)
+    Body::read(body).is_test()
 }
 
 /// A string field: absent, null and non-strings count as absent; surrounding whitespace is kept out.
@@ -92,7 +114,10 @@ fn objects<'a>(map: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = &
 }
 
 pub fn parse(body: &[u8]) -> Result<Envelope, EventError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+    Body::read(body).envelope()
+}
+
+fn envelope(value: &Value) -> Result<Envelope, EventError> {
     let root = value.as_object().ok_or(EventError::NotAnObject)?;
     let data = root.get("data").and_then(Value::as_object).ok_or(EventError::Field("data"))?;
     // `.` and `..` cannot be a URL path segment (ContraForce's incident URL would change): refused like a `|` in

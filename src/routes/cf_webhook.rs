@@ -47,13 +47,13 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
         }
     }
 
-    let is_test =
-        header(headers, "x-cf-test").is_some_and(|v| v.eq_ignore_ascii_case("true")) || event::is_test_body(&body);
+    let body = event::Body::read(&body);
+    let is_test = header(headers, "x-cf-test").is_some_and(|v| v.eq_ignore_ascii_case("true")) || body.is_test();
     if is_test && !parts.cfg.process_test_events {
         log.outcome = "test";
         return Ok(json_reply(json!({"status": "test"})));
     }
-    let envelope = event::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let envelope = body.envelope().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let schema =
         header(headers, "x-cf-schema").map(str::to_string).or_else(|| envelope.kind.clone()).unwrap_or_default();
     if !schema.eq_ignore_ascii_case(INCIDENT_CREATED) {

@@ -146,6 +146,24 @@ fn with_keys(key: &Key, props: &Props) -> Props {
     entity
 }
 
+/// `PartitionKey eq 'p' and (RowKey eq 'a' or RowKey eq 'b')`, quotes doubled as OData requires.
+fn rows_filter(partition: &str, rows: &[&str]) -> String {
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let rows: Vec<String> = rows.iter().map(|r| format!("RowKey eq {}", quoted(r))).collect();
+    format!("PartitionKey eq {} and ({})", quoted(partition), rows.join(" or "))
+}
+
+/// A queried entity: its row key, own properties and ETag (queries carry it in `odata.etag`).
+fn row_with_etag(mut entity: Props) -> Result<(String, Props, Etag), StoreError> {
+    let text = |entity: &mut Props, name: &str| match entity.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(StoreError::Unavailable(format!("a queried entity has no {name}"))),
+    };
+    let row = text(&mut entity, "RowKey")?;
+    let etag = text(&mut entity, "odata.etag")?;
+    Ok((row, own_properties(entity), Etag(etag)))
+}
+
 fn if_match(etag: &Etag) -> IfMatchCondition {
     IfMatchCondition::Etag(etag.0.clone().into())
 }
@@ -159,6 +177,26 @@ impl Table for AzureTable {
             Ok(found) => Ok(Some((own_properties(found.entity), Etag(found.etag.to_string())))),
             Err(StoreError::NotFound) => Ok(None),
             Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        use futures::StreamExt;
+        let query = self.client.query().filter(rows_filter(partition, rows));
+        let entities = within(async move {
+            let mut pages = query.into_stream::<Props>();
+            let mut entities = Vec::new();
+            // The service may split even a tiny answer into pages (continuation tokens): read them all.
+            while let Some(page) = pages.next().await {
+                entities.extend(page?.entities);
+            }
+            Ok(entities)
+        })
+        .await;
+        match entities {
+            Ok(entities) => entities.into_iter().map(row_with_etag).collect(),
+            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -189,5 +227,31 @@ impl Table for AzureTable {
     async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
         let client = self.entity(key);
         self.with_table(|| client.delete().if_match(if_match(etag)).into_future()).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rows_filter_reads_one_partition_and_doubles_quotes() {
+        assert_eq!(
+            rows_filter("inc-ab", &["incident", "evt-'x"]),
+            "PartitionKey eq 'inc-ab' and (RowKey eq 'incident' or RowKey eq 'evt-''x')"
+        );
+    }
+
+    #[test]
+    fn a_queried_entity_gives_its_row_etag_and_own_properties() {
+        let entity: Props = serde_json::from_str(
+            r#"{"odata.etag":"W/\"1\"","PartitionKey":"p","RowKey":"r","Timestamp":"t","State":"Created"}"#,
+        )
+        .unwrap();
+        let (row, props, etag) = row_with_etag(entity).unwrap();
+        assert_eq!((row.as_str(), etag.0.as_str()), ("r", "W/\"1\""));
+        assert_eq!(props.keys().collect::<Vec<_>>(), ["State"]);
+        let no_etag: Props = serde_json::from_str(r#"{"RowKey":"r"}"#).unwrap();
+        assert!(matches!(row_with_etag(no_etag), Err(StoreError::Unavailable(_))));
     }
 }

@@ -33,6 +33,17 @@ impl Table for MemoryTable {
         Ok(self.entities.lock().unwrap().get(key).cloned())
     }
 
+    async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        let entities = self.entities.lock().unwrap();
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let key = Key { partition: partition.to_string(), row: row.to_string() };
+                entities.get(&key).map(|(props, etag)| (row.to_string(), props.clone(), etag.clone()))
+            })
+            .collect())
+    }
+
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
         let mut entities = self.entities.lock().unwrap();
         if entities.contains_key(key) {

@@ -47,6 +47,8 @@ pub struct Key {
 #[async_trait::async_trait]
 pub trait Table: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError>;
+    /// Some rows of one partition in one round trip; a row that does not exist is left out of the answer.
+    async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError>;
     /// Fails with `Conflict` when the entity exists.
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`, `NotFound` when it is gone.
@@ -99,6 +101,24 @@ impl Store {
             None => Ok(None),
             Some((props, etag)) => Ok(Some(Versioned { value: from_props(props)?, etag })),
         }
+    }
+
+    /// Two records of one partition in one round trip (the cf-webhook's single read per delivery).
+    pub async fn get_pair<A: DeserializeOwned, B: DeserializeOwned>(
+        &self,
+        a: &Key,
+        b: &Key,
+    ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>), StoreError> {
+        debug_assert_eq!(a.partition, b.partition, "one query reads one partition");
+        let mut found = (None, None);
+        for (row, props, etag) in self.table.get_rows(&a.partition, &[&a.row, &b.row]).await? {
+            if row == a.row {
+                found.0 = Some(Versioned { value: from_props(props)?, etag });
+            } else if row == b.row {
+                found.1 = Some(Versioned { value: from_props(props)?, etag });
+            }
+        }
+        Ok(found)
     }
 
     pub async fn insert<T: Serialize>(&self, key: &Key, value: &T) -> Result<Etag, StoreError> {

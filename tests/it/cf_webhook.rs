@@ -357,3 +357,42 @@ async fn with_thirdpartynumber_a_lost_create_is_found_among_the_clients_recent_t
     assert_eq!(lookup.query_param("client_id").as_deref(), Some("1"), "the client's recent tickets");
     assert!(lookup.query_param("thirdpartynumber").is_none(), "not a Halo filter: never relied on");
 }
+
+/// What each kind of event costs upstream (issue #8): Table Storage calls counted by a proxy in front of Azurite,
+/// Halo calls by the fake. A duplicate is one Table read and nothing else.
+#[tokio::test]
+async fn each_event_costs_the_fewest_upstream_calls() {
+    let b = Bridge::start_counting_storage().await;
+    // Warm up: the table exists and the Halo token is cached, so what follows is the steady state.
+    assert_eq!(b.send_cf("evt-warm", &incident("inc-warm", 1)).await.body["status"], "created");
+    assert_eq!(b.halo.token_requests(), 1);
+    let step = |before: (u64, u64)| {
+        let (reads, writes) = b.storage_counts();
+        (reads - before.0, writes - before.1)
+    };
+
+    b.halo.reset_requests();
+    let before = b.storage_counts();
+    let created = b.send_cf("evt-new", &incident("inc-costs", 2)).await;
+    assert_eq!(created.body["status"], "created", "{created:?}");
+    assert_eq!(step(before), (1, 3), "new incident: one read; claim, ticket link, created");
+    assert_eq!((b.halo.count("POST", "/api/Tickets"), b.halo.requests().len()), (1, 1));
+
+    b.halo.reset_requests();
+    let before = b.storage_counts();
+    assert_eq!(b.send_cf("evt-new", &incident("inc-costs", 2)).await.body["status"], "duplicate");
+    assert_eq!(step(before), (1, 0), "the creating event again: one read");
+    assert_eq!(b.halo.requests().len(), 0);
+
+    let before = b.storage_counts();
+    assert_eq!(b.send_cf("evt-later", &incident("inc-costs", 2)).await.body["status"], "updated");
+    assert_eq!(step(before), (1, 3), "later event: one read; event claim, own-note marker, done");
+    assert_eq!((b.halo.count("POST", "/api/Actions"), b.halo.requests().len()), (1, 1));
+
+    b.halo.reset_requests();
+    let before = b.storage_counts();
+    assert_eq!(b.send_cf("evt-later", &incident("inc-costs", 2)).await.body["status"], "duplicate");
+    assert_eq!(step(before), (1, 0), "a later event again: one read");
+    assert_eq!(b.halo.requests().len(), 0);
+    assert_eq!(b.halo.token_requests(), 0, "the token is reused (the count restarts with reset_requests)");
+}

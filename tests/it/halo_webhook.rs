@@ -244,3 +244,24 @@ async fn without_echo_settings_the_creation_of_a_bridge_ticket_is_not_echoed() {
     assert_eq!(a.body["actionsForwarded"], 1, "{a:?}");
     assert_eq!(texts(&b, "inc-no-echo"), vec!["a real update"]);
 }
+
+/// The common webhook (any ticket update with nothing new to forward) reads its ticket record once and writes
+/// nothing; forwarding one note costs its marker's three writes and moving the ticket's progress on.
+#[tokio::test]
+async fn a_webhook_with_nothing_new_reads_one_record_and_writes_nothing() {
+    let b = Bridge::start_counting_storage().await;
+    let t = bridge_ticket(&b, "inc-h-costs").await;
+    b.halo.add_action(t, note("one"));
+    let before = b.storage_counts();
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 1);
+    let after = b.storage_counts();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2, 4), "record, progress re-read; marker ×3, progress");
+    for _ in 0..3 {
+        let before = b.storage_counts();
+        let a = b.send_halo(&Bridge::halo_payload(t)).await;
+        assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 0, "closed": false}), "{a:?}");
+        let after = b.storage_counts();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0));
+    }
+    assert_eq!(b.cf.comments("inc-h-costs").len(), 1);
+}

@@ -326,7 +326,7 @@ async fn start_with_own_binary(claim_ttl_secs: u64) -> (Bridge, tempfile::TempDi
     options.env = base_env(&halo, &cf, &azurite);
     options.env.push(("CLAIM_TTL_SECONDS".into(), claim_ttl_secs.to_string()));
     let host = sandbox::host::StandInHost::start(options).await.expect("the handler starts under the stand-in host");
-    (Bridge { host, halo, cf, azurite, http: reqwest::Client::new() }, dir)
+    (Bridge { host, halo, cf, azurite, http: reqwest::Client::new(), storage_calls: None }, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

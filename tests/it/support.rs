@@ -6,6 +6,7 @@ use sandbox::azurite::Azurite;
 use sandbox::cf::{CfConfig, FakeCf};
 use sandbox::halo::{FakeHalo, HaloConfig};
 use sandbox::host::{HostOptions, StandInHost};
+use sandbox::proxy::{reads_writes, CountingProxy, Counts};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct Bridge {
     pub cf: FakeCf,
     pub azurite: Azurite,
     pub http: reqwest::Client,
+    /// Set by `start_counting_storage`: the handler's Table Storage calls go through it and are counted.
+    pub storage_calls: Option<CountingProxy>,
 }
 
 /// The settings a fully configured bridge gets.
@@ -98,13 +101,36 @@ impl Bridge {
 
     /// The same with a Halo fake configured as given (a tenant, say).
     pub async fn start_with_halo(halo: HaloConfig, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
+        Bridge::launch(halo, false, adjust).await
+    }
+
+    /// The default bridge with its Table Storage calls counted (`storage_calls`).
+    pub async fn start_counting_storage() -> Bridge {
+        Bridge::launch(HaloConfig::test(), true, |_| {}).await
+    }
+
+    async fn launch(halo: HaloConfig, count_storage: bool, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
         let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
+        let storage_calls = match count_storage {
+            true => Some(CountingProxy::start(format!("http://127.0.0.1:{}", azurite.port())).await),
+            false => None,
+        };
         let halo = FakeHalo::start(halo);
         let cf = FakeCf::start(CfConfig::test());
         let mut env = base_env(&halo, &cf, &azurite);
+        if let Some(proxy) = &storage_calls {
+            env.retain(|(k, _)| k != "AzureWebJobsStorage");
+            env.push(("AzureWebJobsStorage".into(), proxy.connection_string()));
+        }
         adjust(&mut env);
         let host = start_host(env).await;
-        Bridge { host, halo, cf, azurite, http: reqwest::Client::new() }
+        Bridge { host, halo, cf, azurite, http: reqwest::Client::new(), storage_calls }
+    }
+
+    /// Table Storage (reads, writes) so far; needs `start_counting_storage`.
+    pub fn storage_counts(&self) -> (u64, u64) {
+        let proxy = self.storage_calls.as_ref().expect("started with start_counting_storage");
+        reads_writes(&Counts::new(), &proxy.counts())
     }
 
     /// POSTs a signed delivery, as ContraForce does, with the function key.
