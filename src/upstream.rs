@@ -159,6 +159,12 @@ impl Answer {
         serde_json::from_slice(&self.body)
             .map_err(|e| UpstreamError::Broken { service, detail: format!("not JSON: {e}") })
     }
+
+    /// The body as `T`, straight from the bytes (no intermediate JSON value); `what` names it in the error.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, service: &'static str, what: &str) -> Result<T, UpstreamError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| UpstreamError::Broken { service, detail: format!("{what}: {e}") })
+    }
 }
 
 /// Sends one request (built anew for each attempt) with the call timeout capped by the deadline.

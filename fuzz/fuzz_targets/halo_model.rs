@@ -1,5 +1,6 @@
 //! Halo API answers: a ticket, an action, a list answer (`{"record_count":N,"actions":[...]}` or a bare array) and a
-//! one-item POST answer, parsed the way the client parses them (bytes → JSON value → model).
+//! one-item POST answer, parsed the way the client parses them (a model straight from the bytes; a list answer item
+//! by item).
 #![no_main]
 
 use cf_halo_bridge::config::{RefLocation, TicketRefField};
@@ -20,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = serde_json::from_value::<Action>(value.clone());
-    let (actions, _) = list_items::<Action>(value.clone(), "actions");
-    let (tickets, _) = list_items::<Ticket>(value.clone(), "tickets");
+    let (actions, _) = list_items::<Action>(data, "actions").expect("valid JSON is a list answer, perhaps empty");
+    let (tickets, _) = list_items::<Ticket>(data, "tickets").expect("valid JSON is a list answer, perhaps empty");
     let bound = match &value {
         Value::Array(items) => items.len(),
         Value::Object(map) => map.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0),

@@ -95,9 +95,7 @@ impl HaloClient {
             .call(Method::GET, &path, deadline, Retry::Idempotent, |r| r.query(&[("includedetails", "true")]))
             .await
         {
-            Ok(answer) => serde_json::from_value(answer.json(SERVICE)?)
-                .map(Some)
-                .map_err(|e| UpstreamError::Broken { service: SERVICE, detail: format!("ticket: {e}") }),
+            Ok(answer) => answer.parse(SERVICE, "ticket").map(Some),
             Err(UpstreamError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -114,7 +112,7 @@ impl HaloClient {
                 ("excludesys", "true".to_string()),
             ];
             let answer = self.call(Method::GET, "Actions", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
-            let (mut actions, total) = list_items::<Action>(answer.json(SERVICE)?, "actions");
+            let (mut actions, total) = list_items::<Action>(&answer.body, "actions").map_err(not_json)?;
             match total {
                 Some(total) if total > actions.len() as i64 && total > count && count < MAX_ACTIONS => {
                     count = total.min(MAX_ACTIONS);
@@ -152,9 +150,13 @@ impl HaloClient {
             ],
         };
         let answer = self.call(Method::GET, "Tickets", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
-        let (tickets, _) = list_items::<Ticket>(answer.json(SERVICE)?, "tickets");
+        let (tickets, _) = list_items::<Ticket>(&answer.body, "tickets").map_err(not_json)?;
         Ok(tickets.into_iter().filter(|t| t.reference_at(location) == Some(wanted.as_str())).map(|t| t.id).min())
     }
+}
+
+fn not_json(e: serde_json::Error) -> UpstreamError {
+    UpstreamError::Broken { service: SERVICE, detail: format!("not JSON: {e}") }
 }
 
 fn saved_id(body: Value) -> Result<i64, UpstreamError> {
