@@ -10,7 +10,8 @@
 //!
 //! Knobs: `BENCH_ONLY=cold,outbound,halo,calls,host,baseline,musl,sizes` runs some sections;
 //! `BENCH_HANDLER=<path>` measures another build of `handler` (e.g. an unstripped one for profiling);
-//! `BENCH_HANDLER_ENV="K=V …"` adds settings to the handler's environment (e.g. `TOKIO_WORKER_THREADS=1`);
+//! `BENCH_HANDLER_ENV="K=V …"` adds settings to the handler's environment (e.g. `LOG_LEVEL=debug`);
+//! `BENCH_HANDLER_LOGS=<dir>` keeps each handler's log lines in `<dir>/handler-<port>.log`;
 //! `BENCH_PERF=<dir>` records `perf record` of the handler during each cf-webhook path's 16-sender run;
 //! `BENCH_ONLY=profile` (not part of the default run) sends `BENCH_PROFILE_N` (200) events of each path, one at a
 //! time, to a fresh handler each, for a profiler given in `BENCH_WRAPPER` (e.g. `valgrind --tool=callgrind`:
@@ -159,7 +160,7 @@ impl Ctx {
     fn env_with_storage(&self, storage: String) -> Vec<(String, String)> {
         let h = self.halo.config();
         let c = self.cf.config();
-        Endpoints {
+        let mut env = Endpoints {
             halo_auth_url: self.halo.auth_url(),
             halo_api_url: self.halo.api_url(),
             halo_client_id: h.client_id.clone(),
@@ -172,7 +173,11 @@ impl Ctx {
             cf_workspace_id: c.workspace_id.clone(),
             storage,
         }
-        .env()
+        .env();
+        // A table of its own for every handler started: Azurite answers a query by scanning the whole table (Azure
+        // reads one partition), so a table grown by earlier sections would slow the later ones.
+        env.push(("STATE_TABLE_NAME".into(), unique("bench").replace('-', "x")));
+        env
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -587,7 +592,7 @@ async fn outbound(ctx: &mut Ctx) {
         }
     }
     ctx.report.section("cf-webhook paths, handler spawned directly (no host in between)");
-    ctx.report.line("Each path runs in a fresh handler process: start, 64 incidents created, 20 warm-up events, then the events at 1, 16 and 128 concurrent senders. CPU = utime+stime of the handler from /proc/<pid>/stat over that level.");
+    ctx.report.line("Each path runs in a fresh handler process: start, 64 incidents created, 20 warm-up events, then the events at 1, 16 and 128 concurrent senders. CPU = the handler process's CPU time (user + kernel, all threads) over that level: perf task-clock, with the /proc clock ticks beside it as a cross-check. Each handler has a table of its own.");
     ctx.report.line("");
     ctx.report.table(&LEVEL_HEADERS, &rows);
     ctx.report.table(

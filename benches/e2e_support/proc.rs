@@ -72,6 +72,16 @@ pub fn probe(port: u16) -> bool {
     buf.starts_with(b"HTTP/1.")
 }
 
+/// The handler's stdout (its log lines): discarded, or kept in `$BENCH_HANDLER_LOGS/handler-<port>.log`.
+fn log_file(port: u16) -> Stdio {
+    match std::env::var_os("BENCH_HANDLER_LOGS").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            File::create(Path::new(&dir).join(format!("handler-{port}.log"))).map_or(Stdio::null(), Stdio::from)
+        }
+        None => Stdio::null(),
+    }
+}
+
 /// A spawned process listening on 127.0.0.1:`port`. Dropping it kills it.
 pub struct Proc {
     child: Child,
@@ -110,7 +120,7 @@ impl Proc {
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log_file(port))
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
