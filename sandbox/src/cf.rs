@@ -9,18 +9,18 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 use warp::http::Method;
-use warp::Filter;
 
-use crate::fakeio::{capture, respond, Incoming, Outgoing};
+use crate::fake::{self, FakeCore};
+use crate::fakeio::{respond, Incoming, Outgoing};
 use crate::faults::Faults;
-use crate::record::{Recorded, RequestLog};
-use crate::server::{self, ServerHandle};
+use crate::record::Recorded;
+use crate::server::ServerHandle;
 use crate::util::uuid_v4;
 
 /// The path prefix of the API (`base_url()` ends with it).
@@ -77,19 +77,7 @@ struct CfState {
     status_changes: Vec<(String, Value)>,
 }
 
-#[derive(Debug)]
-struct CfInner {
-    config: CfConfig,
-    state: Mutex<CfState>,
-    log: RequestLog,
-    faults: Faults,
-}
-
-impl CfInner {
-    fn lock(&self) -> MutexGuard<'_, CfState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+type CfInner = FakeCore<CfConfig, CfState>;
 
 /// The fake ContraForce server. Dropping it stops the server.
 #[derive(Debug)]
@@ -118,18 +106,7 @@ impl FakeCf {
     /// Starts the fake, returning the bind error instead of panicking.
     pub fn try_start(config: CfConfig) -> io::Result<FakeCf> {
         let port = config.port;
-        let inner = Arc::new(CfInner {
-            config,
-            state: Mutex::new(CfState::default()),
-            log: RequestLog::default(),
-            faults: Faults::new(),
-        });
-        let shared = inner.clone();
-        let filter = capture().then(move |req: Incoming| {
-            let inner = shared.clone();
-            async move { dispatch(inner, req).await }
-        });
-        let server = server::spawn(filter, port, "cf")?;
+        let (inner, server) = fake::serve(config, CfState::default(), port, "cf", dispatch)?;
         Ok(FakeCf { inner, server })
     }
 

@@ -10,18 +10,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use warp::http::Method;
-use warp::Filter;
 
-use crate::fakeio::{capture, respond, Incoming, Outgoing};
+use crate::fake::{self, FakeCore};
+use crate::fakeio::{respond, Incoming, Outgoing};
 use crate::faults::Faults;
-use crate::record::{Recorded, RequestLog};
-use crate::server::{self, ServerHandle};
+use crate::record::Recorded;
+use crate::server::ServerHandle;
 use crate::util::{html_escape, html_to_text, now_rfc3339, query_map, random_hex, truthy};
 
 /// Configuration of a [`FakeHalo`].
@@ -235,19 +235,7 @@ struct HaloState {
     tokens_issued: usize,
 }
 
-#[derive(Debug)]
-struct HaloInner {
-    config: HaloConfig,
-    state: Mutex<HaloState>,
-    log: RequestLog,
-    faults: Faults,
-}
-
-impl HaloInner {
-    fn lock(&self) -> MutexGuard<'_, HaloState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+type HaloInner = FakeCore<HaloConfig, HaloState>;
 
 /// The fake HaloPSA server. Dropping it stops the server.
 #[derive(Debug)]
@@ -265,25 +253,15 @@ impl FakeHalo {
     /// Starts the fake, returning the bind error instead of panicking.
     pub fn try_start(config: HaloConfig) -> io::Result<FakeHalo> {
         let port = config.port;
-        let inner = Arc::new(HaloInner {
-            config,
-            state: Mutex::new(HaloState {
-                tickets: BTreeMap::new(),
-                actions: BTreeMap::new(),
-                next_ticket: 1001,
-                next_action: 1,
-                tokens: HashMap::new(),
-                tokens_issued: 0,
-            }),
-            log: RequestLog::default(),
-            faults: Faults::new(),
-        });
-        let shared = inner.clone();
-        let filter = capture().then(move |req: Incoming| {
-            let inner = shared.clone();
-            async move { dispatch(inner, req).await }
-        });
-        let server = server::spawn(filter, port, "halo")?;
+        let state = HaloState {
+            tickets: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            next_ticket: 1001,
+            next_action: 1,
+            tokens: HashMap::new(),
+            tokens_issued: 0,
+        };
+        let (inner, server) = fake::serve(config, state, port, "halo", dispatch)?;
         Ok(FakeHalo { inner, server })
     }
 

@@ -17,6 +17,7 @@
 
 pub mod azurite;
 pub mod cf;
+mod fake;
 pub mod faults;
 pub mod halo;
 pub mod host;
