@@ -200,6 +200,9 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_handler")));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let azurite = runtime.block_on(Azurite::start()).expect("Azurite (run `npm ci` first)");
+    if let Some(pid) = azurite.pid() {
+        let _ = AZURITE_PID.set(pid);
+    }
     let started = Instant::now();
     let mut ctx = Ctx {
         exe,
@@ -365,8 +368,13 @@ fn cold_start(ctx: &mut Ctx, label: &str, exe: &Path, env: &[(String, String)], 
     (p50, rest)
 }
 
+/// Azurite's process, whose CPU is shown beside the handler's: on this machine it shares the two cores.
+static AZURITE_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 struct Level {
     driven: Driven,
+    /// Azurite's CPU ticks over the level (it serves every Table call of the handler).
+    azurite_ticks: u64,
     cpu_ticks: u64,
     sys_ticks: u64,
     /// The handler's CPU seconds over the level: perf's task-clock when perf can attach, else clock ticks.
@@ -378,6 +386,10 @@ impl Level {
     fn cpu_per_1000(&self) -> f64 {
         self.cpu_s / self.driven.n as f64 * 1000.0
     }
+
+    fn azurite_per_1000(&self) -> f64 {
+        self.azurite_ticks as f64 / clk_tck() / self.driven.n as f64 * 1000.0
+    }
 }
 
 /// `n` requests at `concurrency`, with the handler's CPU (user and sys) and resident memory around them.
@@ -387,13 +399,16 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let clock = PerfStat::cpu_clock(pid);
+    let azurite_ticks = || AZURITE_PID.get().map_or(0, |&p| e2e_support::proc::cpu_ticks(p));
+    let a0 = azurite_ticks();
     let (u0, s0) = cpu_split(pid);
     let driven = drive(n, concurrency, request).await;
     let (u1, s1) = cpu_split(pid);
+    let azurite_ticks = azurite_ticks() - a0;
     let cpu_ticks = u1 + s1 - u0 - s0;
     let task_clock_ms = clock.map(|c| c.stop().task_clock_ms).filter(|ms| *ms > 0.0);
     let cpu_s = task_clock_ms.map_or(cpu_ticks as f64 / clk_tck(), |ms| ms / 1000.0);
-    Level { driven, cpu_ticks, sys_ticks: s1 - s0, cpu_s, rss_kb: status_kb(pid, "VmRSS") }
+    Level { driven, azurite_ticks, cpu_ticks, sys_ticks: s1 - s0, cpu_s, rss_kb: status_kb(pid, "VmRSS") }
 }
 
 /// An extra, unmeasured run of `n` requests with 16 senders under `perf stat`: kernel crossings per request.
@@ -534,6 +549,7 @@ fn level_row(label: &str, l: &Level) -> Vec<String> {
             l.cpu_ticks,
             (l.sys_ticks * 100).checked_div(l.cpu_ticks).unwrap_or(0)
         ),
+        format!("{} ({} ticks)", num(l.azurite_per_1000()), l.azurite_ticks),
         mb(l.rss_kb),
         if d.failures == 0 {
             "0".into()
@@ -543,8 +559,18 @@ fn level_row(label: &str, l: &Level) -> Vec<String> {
     ]
 }
 
-const LEVEL_HEADERS: [&str; 9] =
-    ["Path", "Senders", "Events", "Events/s", "p50 ms", "p99 ms", "CPU s / 1,000 events", "VmRSS after MB", "Failures"];
+const LEVEL_HEADERS: [&str; 10] = [
+    "Path",
+    "Senders",
+    "Events",
+    "Events/s",
+    "p50 ms",
+    "p99 ms",
+    "CPU s / 1,000 events",
+    "Azurite CPU s / 1,000",
+    "VmRSS after MB",
+    "Failures",
+];
 
 async fn outbound(ctx: &mut Ctx) {
     let exe = ctx.exe.clone();
