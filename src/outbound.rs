@@ -259,25 +259,15 @@ impl Delivery<'_> {
         }
     }
 
-    async fn mark_event_done(
-        &self,
-        key: &crate::store::Key,
-        event_id: &EventId,
-        ticket_id: TicketId,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        let done = EventRecord {
-            event_id: event_id.to_string(),
-            state: EventState::Done,
-            ticket_id: Some(ticket_id),
-            outcome: Some(outcome.to_string()),
-            claim: Claim::released(),
-        };
-        match self.store.insert(key, &done).await {
+    /// Writes the event's Done record whatever its current state (after our claim was taken over).
+    async fn mark_event_done(&self, key: &crate::store::Key, done: &EventRecord) -> Result<(), StoreError> {
+        match self.store.insert(key, done).await {
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict) => {
-                self.store.update::<EventRecord, _>(key, |r| std::mem::replace(r, done.clone()) != done).await.map(drop)
-            }
+            Err(StoreError::Conflict) => self
+                .store
+                .update::<EventRecord, _>(key, |r| std::mem::replace(r, done.clone()) != *done)
+                .await
+                .map(drop),
             Err(e) => Err(e),
         }
     }
@@ -297,7 +287,6 @@ impl Delivery<'_> {
                 event_id: event_id.to_string(),
                 state: EventState::Pending,
                 ticket_id: Some(ticket_id),
-                outcome: None,
                 claim: Claim::new(&self.owner),
             };
             let record = match current.take() {
@@ -365,13 +354,15 @@ impl Delivery<'_> {
             Ok(_) | Err(StoreError::Conflict) => {}
             Err(e) => tracing::warn!(error = %e, "could not mark the bridge's own note"),
         }
-        let mut done = claim.value.clone();
-        done.state = EventState::Done;
-        done.outcome = Some("updated".into());
-        done.claim = Claim::released();
+        let done = EventRecord {
+            event_id: event_id.to_string(),
+            state: EventState::Done,
+            ticket_id: Some(ticket_id),
+            claim: Claim::released(),
+        };
         match self.store.replace(key, &done, &claim.etag).await {
             Ok(_) => Ok(()),
-            Err(StoreError::Changed) => self.mark_event_done(key, event_id, ticket_id, "updated").await,
+            Err(StoreError::Changed) => self.mark_event_done(key, &done).await,
             Err(e) => Err(e),
         }
     }

@@ -144,6 +144,11 @@ fn backoff(attempt: u32) -> Duration {
     exp.mul_f64(jitter)
 }
 
+/// An answer body that does not parse as JSON.
+pub fn not_json(service: &'static str, e: serde_json::Error) -> UpstreamError {
+    UpstreamError::Broken { service, detail: format!("not JSON: {e}") }
+}
+
 /// A successful answer with its body read.
 #[derive(Debug)]
 pub struct Answer {
@@ -156,8 +161,7 @@ impl Answer {
         if self.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| UpstreamError::Broken { service, detail: format!("not JSON: {e}") })
+        serde_json::from_slice(&self.body).map_err(|e| not_json(service, e))
     }
 
     /// The body as `T`, straight from the bytes (no intermediate JSON value); `what` names it in the error.

@@ -89,8 +89,37 @@ pub struct Azurite {
     started: Arc<AtomicU64>,
 }
 
+/// An RFC 1123 date (`Sun, 23 Nov 2025 12:00:00 GMT`) for a request's `x-ms-date`, from Unix seconds.
+pub fn x_ms_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = crate::util::civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The `Authorization` value `SharedKeyLite` for the Table service and the development account:
+/// HMAC-SHA256(key, date + "\n" + canonicalized resource).
+pub fn shared_key_lite(date: &str, canonical_resource: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let key = base64::engine::general_purpose::STANDARD.decode(ACCOUNT_KEY).expect("the dev key is base64");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
+    mac.update(format!("{date}\n{canonical_resource}").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("SharedKeyLite {ACCOUNT_NAME}:{signature}")
+}
+
 /// The workspace root: the parent of the sandbox crate's manifest directory.
-pub fn workspace_root() -> PathBuf {
+fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
@@ -102,11 +131,6 @@ pub fn script_path() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => workspace_root().join("node_modules").join(".bin").join("azurite-table"),
     }
-}
-
-/// `true` when the script exists (for tests that want to report a clear skip reason).
-pub fn is_installed() -> bool {
-    script_path().is_file()
 }
 
 fn send_signal(pid: u32, sig: &str) {

@@ -145,11 +145,6 @@ impl FakeCf {
         self.inner.lock().status_changes.iter().filter(|(id, _)| id == incident_id).map(|(_, v)| v.clone()).collect()
     }
 
-    /// Every accepted status change as `(incident_id, body)`, in arrival order.
-    pub fn all_status_changes(&self) -> Vec<(String, Value)> {
-        self.inner.lock().status_changes.clone()
-    }
-
     /// Every recorded request (admin `/_sandbox/` requests excluded).
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.log.all()

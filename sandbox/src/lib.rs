@@ -26,7 +26,8 @@ pub mod record;
 pub mod server;
 
 mod fakeio;
-mod util;
+#[doc(hidden)]
+pub mod util;
 
 pub use record::Recorded;
 

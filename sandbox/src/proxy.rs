@@ -2,10 +2,10 @@
 //! (method, path, query, headers, body; the SharedKey signature stays valid) and counted by method. The tests and
 //! the benchmarks use it to count Table Storage calls per event.
 
+use crate::server::ServerHandle;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use warp::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::path::FullPath;
@@ -19,7 +19,7 @@ pub struct CountingProxy {
     /// Its loopback port.
     pub port: u16,
     counts: Arc<Mutex<Counts>>,
-    _shutdown: oneshot::Sender<()>,
+    _server: ServerHandle,
 }
 
 impl CountingProxy {
@@ -37,18 +37,8 @@ impl CountingProxy {
                 *counted.lock().unwrap().entry(method.to_string()).or_default() += 1;
                 forward(client.clone(), target.clone(), method, path, query, headers, body)
             });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind the proxy");
-        let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(filter)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = rx.await;
-                })
-                .run(),
-        );
-        CountingProxy { port, counts, _shutdown: tx }
+        let server = crate::server::bind(filter, None).await.expect("bind the proxy");
+        CountingProxy { port: server.port(), counts, _server: server }
     }
 
     /// The requests forwarded so far.

@@ -16,7 +16,6 @@ pub struct ServerHandle {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    handle: tokio::runtime::Handle,
     runtime: Option<Runtime>,
 }
 
@@ -34,11 +33,6 @@ impl ServerHandle {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// A handle to the runtime the server runs on (its own runtime for [`spawn`]).
-    pub fn runtime_handle(&self) -> tokio::runtime::Handle {
-        self.handle.clone()
     }
 
     /// Graceful stop: closes the listener and waits until open requests have been answered.
@@ -108,7 +102,7 @@ where
     let listener = bind_std(port)?;
     let handle = tokio::runtime::Handle::current();
     let (addr, tx, task) = start_on(&handle, filter, listener)?;
-    Ok(ServerHandle { addr, shutdown: Some(tx), task: Some(task), handle, runtime: None })
+    Ok(ServerHandle { addr, shutdown: Some(tx), task: Some(task), runtime: None })
 }
 
 /// Serves `filter` on a dedicated small runtime (its own thread) at `127.0.0.1:<port or 0>`.
@@ -121,13 +115,7 @@ where
     let listener = bind_std(port)?;
     let runtime = own_runtime(name)?;
     let (addr, tx, task) = start_on(runtime.handle(), filter, listener)?;
-    Ok(ServerHandle {
-        addr,
-        shutdown: Some(tx),
-        task: Some(task),
-        handle: runtime.handle().clone(),
-        runtime: Some(runtime),
-    })
+    Ok(ServerHandle { addr, shutdown: Some(tx), task: Some(task), runtime: Some(runtime) })
 }
 
 /// Serves `filter` on the runtime behind `handle` (the handle does not own that runtime).
@@ -138,7 +126,7 @@ where
 {
     let listener = bind_std(port)?;
     let (addr, tx, task) = start_on(handle, filter, listener)?;
-    Ok(ServerHandle { addr, shutdown: Some(tx), task: Some(task), handle: handle.clone(), runtime: None })
+    Ok(ServerHandle { addr, shutdown: Some(tx), task: Some(task), runtime: None })
 }
 
 /// A one-worker multi-thread runtime with all drivers, used by the fakes and the host.

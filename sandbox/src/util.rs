@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 
 /// A random version-4 UUID in the usual lower-case 8-4-4-4-12 form.
-pub(crate) fn uuid_v4() -> String {
+pub fn uuid_v4() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -37,7 +37,7 @@ pub(crate) fn rfc3339(secs: i64, millis: u32) -> String {
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -112,7 +112,7 @@ pub(crate) fn html_to_text(html: &str) -> String {
 }
 
 /// Escapes text for use inside HTML.
-pub(crate) fn html_escape(text: &str) -> String {
+pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

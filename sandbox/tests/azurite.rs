@@ -5,11 +5,8 @@
 use std::error::Error;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use reqwest::{Client, StatusCode};
-use sandbox::azurite::{Azurite, ACCOUNT_KEY, ACCOUNT_NAME};
-use sha2::Sha256;
+use sandbox::azurite::{shared_key_lite, x_ms_date, Azurite, ACCOUNT_NAME};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -17,42 +14,12 @@ fn client() -> Client {
     Client::builder().no_proxy().build().unwrap()
 }
 
-/// RFC 1123 date for `x-ms-date`.
-fn rfc1123_now() -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // days -> civil date (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 /// `POST /Tables` signed with SharedKeyLite; returns the status.
 async fn create_table(c: &Client, az: &Azurite, name: &str, timeout: Duration) -> reqwest::Result<StatusCode> {
-    let date = rfc1123_now();
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let date = x_ms_date(secs);
     // Path-style emulator URLs put the account in the path, so it appears twice.
-    let resource = format!("/{ACCOUNT_NAME}/{ACCOUNT_NAME}/Tables");
-    let key = base64::engine::general_purpose::STANDARD.decode(ACCOUNT_KEY).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{date}\n{resource}").as_bytes());
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let authorization = shared_key_lite(&date, &format!("/{ACCOUNT_NAME}/{ACCOUNT_NAME}/Tables"));
     let resp = c
         .post(format!("{}/Tables", az.table_endpoint()))
         .timeout(timeout)
@@ -62,7 +29,7 @@ async fn create_table(c: &Client, az: &Azurite, name: &str, timeout: Duration) -
         .header("content-type", "application/json")
         .header("dataserviceversion", "3.0;NetFx")
         .header("prefer", "return-no-content")
-        .header("authorization", format!("SharedKeyLite {ACCOUNT_NAME}:{sig}"))
+        .header("authorization", authorization)
         .body(format!("{{\"TableName\":\"{name}\"}}"))
         .send()
         .await?;

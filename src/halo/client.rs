@@ -6,7 +6,7 @@ use super::token::TokenSource;
 use crate::config::{HaloApiConfig, RefLocation, TicketRefField};
 use crate::domain::{ExternalRef, TicketId};
 use crate::secrets::Secrets;
-use crate::upstream::{self, Answer, Deadline, Retry, UpstreamError};
+use crate::upstream::{self, not_json, Answer, Deadline, Retry, UpstreamError};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +112,8 @@ impl HaloClient {
                 ("excludesys", "true".to_string()),
             ];
             let answer = self.call(Method::GET, "Actions", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
-            let (mut actions, total) = list_items::<Action>(&answer.body, "actions").map_err(not_json)?;
+            let (mut actions, total) =
+                list_items::<Action>(&answer.body, "actions").map_err(|e| not_json(SERVICE, e))?;
             match total {
                 Some(total) if total > actions.len() as i64 && total > count && count < MAX_ACTIONS => {
                     count = total.min(MAX_ACTIONS);
@@ -150,13 +151,9 @@ impl HaloClient {
             ],
         };
         let answer = self.call(Method::GET, "Tickets", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
-        let (tickets, _) = list_items::<Ticket>(&answer.body, "tickets").map_err(not_json)?;
+        let (tickets, _) = list_items::<Ticket>(&answer.body, "tickets").map_err(|e| not_json(SERVICE, e))?;
         Ok(tickets.into_iter().filter(|t| t.reference_at(location) == Some(wanted.as_str())).map(|t| t.id).min())
     }
-}
-
-fn not_json(e: serde_json::Error) -> UpstreamError {
-    UpstreamError::Broken { service: SERVICE, detail: format!("not JSON: {e}") }
 }
 
 fn saved_id(body: Value) -> Result<i64, UpstreamError> {

@@ -113,8 +113,6 @@ pub struct EventRecord {
     pub state: EventState,
     #[serde(default)]
     pub ticket_id: Option<TicketId>,
-    #[serde(default)]
-    pub outcome: Option<String>,
     #[serde(flatten)]
     pub claim: Claim,
 }

@@ -99,13 +99,11 @@ def bicepparam_as_bicep(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def tree_sitter_errors(source: bytes) -> list[str] | None:
-    """Syntax errors found by tree-sitter-bicep, or None when the package is not installed."""
-    try:
-        import tree_sitter_bicep
-        from tree_sitter import Language, Parser
-    except ImportError:
-        return None
+def tree_sitter_errors(source: bytes) -> list[str]:
+    """Syntax errors found by tree-sitter-bicep (scripts/install-dev-deps installs it)."""
+    import tree_sitter_bicep
+    from tree_sitter import Language, Parser
+
     tree = Parser(Language(tree_sitter_bicep.language())).parse(source)
     errors: list[str] = []
 

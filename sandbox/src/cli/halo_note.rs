@@ -4,6 +4,8 @@
 
 use serde_json::{json, Value};
 
+use sandbox::util::html_escape;
+
 use super::{
     default_bridge_url, default_cf_url, default_halo_url, default_secret, describe_send_error, failed, get_json,
     incident_of, indent_rest, post_json, text, ticket_reference, trim_url, uuid_v4, Answer, Args, CmdResult, Failure,
@@ -82,10 +84,6 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
     o.halo_url = trim_url(&o.halo_url);
     o.cf_url = trim_url(&o.cf_url);
     Ok(o)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The ticket to answer on: `--ticket`, else the newest one carrying a `cf|` reference.

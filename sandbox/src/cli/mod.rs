@@ -17,7 +17,6 @@ pub mod table;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::RngCore;
 use serde_json::Value;
 
 /// The CF webhook secret `scripts/run-local` gives the bridge when none is configured.
@@ -254,15 +253,7 @@ impl Answer {
     }
 }
 
-/// A random version-4 UUID.
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
+pub use sandbox::util::uuid_v4;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -349,13 +340,5 @@ mod tests {
         assert_eq!(ticket_reference(&t), Some(("cf|s|i".into(), "custom field 7".into())));
         assert_eq!(ticket_reference(&json!({"thirdpartynumber": "x"})), None);
         assert_eq!(incident_of("cf|s|"), None);
-    }
-
-    #[test]
-    fn uuids_have_the_v4_shape() {
-        let u = uuid_v4();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, uuid_v4());
     }
 }

@@ -333,11 +333,6 @@ impl StandInHost {
         self.shared.logs().clone()
     }
 
-    /// Forgets the captured log lines.
-    pub fn clear_logs(&self) {
-        self.shared.logs().clear();
-    }
-
     /// Waits until a captured line satisfies `pred`; returns whether one did within `timeout`.
     pub async fn wait_for_log(&self, pred: impl Fn(&LogLine) -> bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
