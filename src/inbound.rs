@@ -306,10 +306,12 @@ impl TicketSync<'_> {
         read: CloseState,
     ) -> Result<bool, InboundError> {
         let key = ticket_key(ticket.id);
-        if !is_closed(ticket, self.cfg) {
-            if read == CloseState::Open {
-                return Ok(false);
-            }
+        let closed = is_closed(ticket, self.cfg);
+        // Halo and the record as read agree (open and armed, or closed and mirrored): nothing to write or re-read.
+        if (!closed && read == CloseState::Open) || (closed && read == CloseState::Closed) {
+            return Ok(false);
+        }
+        if !closed {
             self.store
                 .update::<TicketRecord, _>(&key, |r| {
                     let reopened = r.close == CloseState::Closed;

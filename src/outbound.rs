@@ -209,7 +209,11 @@ impl Delivery<'_> {
         };
         // The ticket's record first: once the incident says Created, everything for it exists (a redelivery of
         // this event is then a plain duplicate).
-        self.seed_ticket(ticket_id, reference).await?;
+        if let Err(e) = self.seed_ticket(ticket_id, reference).await {
+            // The ticket exists: give the claim back (settling), and the next delivery finds it by its reference.
+            self.release(&key, &claim, true).await;
+            return Err(e.into());
+        }
         let mut created = claim.value.clone();
         created.state = IncidentState::Created;
         created.ticket_id = Some(ticket_id);

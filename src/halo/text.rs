@@ -72,17 +72,25 @@ fn nesting_depth(html: &str) -> usize {
 }
 
 /// The text of markup too deep to render: tags become line breaks, scripts and styles are dropped, entities decoded.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes().get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// Byte offset of `needle` (ASCII) in `text`, ignoring ASCII case, without copying `text`.
+fn find_ignore_case(text: &str, needle: &str) -> Option<usize> {
+    text.as_bytes().windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 fn text_without_markup(html: &str) -> String {
     let mut text = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(open) = rest.find('<') {
         text.push_str(&rest[..open]);
         rest = &rest[open..];
-        let lower = rest.get(..8).unwrap_or(rest).to_ascii_lowercase();
-        let skip_to = if lower.starts_with("<script") {
-            rest.to_ascii_lowercase().find("</script>").map(|i| i + 9)
-        } else if lower.starts_with("<style") {
-            rest.to_ascii_lowercase().find("</style>").map(|i| i + 8)
+        let skip_to = if starts_with_ignore_case(rest, "<script") {
+            find_ignore_case(rest, "</script>").map(|i| i + 9)
+        } else if starts_with_ignore_case(rest, "<style") {
+            find_ignore_case(rest, "</style>").map(|i| i + 8)
         } else {
             rest.find('>').map(|i| i + 1)
         };
@@ -124,6 +132,15 @@ pub fn cap(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markup_is_matched_ignoring_case_on_bytes_even_next_to_non_ascii_text() {
+        assert!(starts_with_ignore_case("<ScRiPt src=x>", "<script"));
+        assert!(!starts_with_ignore_case("<bé", "<script"), "no panic on a multi-byte character");
+        assert_eq!(find_ignore_case("é</STYLE>", "</style>"), Some(2));
+        assert_eq!(find_ignore_case("ééé", "</script>"), None);
+        assert_eq!(text_without_markup("<SCRIPT>x()</Script>é<b>é</b>").trim(), "é\né");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -76,9 +76,10 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     value.to_str().ok().map(str::trim)
 }
 
-/// A body we parse must be JSON when the sender says what it is.
+/// A body we parse must be JSON when the sender says what it is (and says it once).
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match header(headers, "content-type") {
+        None if headers.contains_key("content-type") => Err(ApiError::UnsupportedMediaType),
         None => Ok(()),
         Some(ct) => {
             let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();

@@ -21,7 +21,9 @@ pub struct AzureTable {
 
 /// Checks a connection string at startup, so a typo stops the app with the setting's name.
 pub fn validate_connection_string(cs: &str) -> Result<(), String> {
-    let parsed = ConnectionString::new(cs).map_err(|e| format!("not a storage connection string ({e})"))?;
+    // The crate's parse errors quote the whole string, account key included: never pass them on.
+    let parsed =
+        ConnectionString::new(cs).map_err(|_| "not a storage connection string (a `key=value` pair is malformed)")?;
     if parsed.use_development_storage == Some(true) {
         return Ok(());
     }
@@ -34,8 +36,11 @@ fn builder(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result
     Ok(match &config.connection {
         StorageConnection::Emulator => TableServiceClientBuilder::emulator(),
         StorageConnection::ConnectionString(cs) => {
-            let parsed = ConnectionString::new(cs)?;
-            let credentials = parsed.storage_credentials()?;
+            // Errors here would quote the string (and its key): replaced by fixed text.
+            let unusable =
+                |_| azure_core::Error::message(ErrorKind::Other, "the storage connection string is not usable");
+            let parsed = ConnectionString::new(cs).map_err(unusable)?;
+            let credentials = parsed.storage_credentials().map_err(unusable)?;
             let account = parsed.account_name.unwrap_or_default().to_string();
             match parsed.table_endpoint {
                 Some(uri) => TableServiceClientBuilder::with_location(

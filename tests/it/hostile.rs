@@ -103,7 +103,9 @@ fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
 type RawHeader = (&'static str, Vec<u8>);
 
 fn assert_untouched(b: &Bridge) {
-    assert_eq!(b.halo.requests().len(), 0, "no hostile request may reach Halo: {:?}", b.halo.requests());
+    // Method and path only: a recorded token request carries the client secret in its body.
+    let reached: Vec<String> = b.halo.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(reached.len(), 0, "no hostile request may reach Halo: {reached:?}");
     assert_eq!(b.cf.requests().len(), 0, "no hostile request may reach ContraForce");
     assert!(b.halo.tickets().is_empty());
     assert!(b.host.unexpected_exits().is_empty(), "the handler died: {:?}", b.host.unexpected_exits());
@@ -157,6 +159,7 @@ async fn oversized_bodies_and_headers_are_refused_without_reading_on() {
     };
     let (status, text) = raw_http(host, &signed_head("transfer-encoding: chunked\r\n"), &chunked(&big, 100_000)).await;
     assert_eq!(status, 400, "chunked via the host: {}", &text[..text.len().min(300)]);
+    assert!(text.contains(r#""error":"empty body""#), "chunked via the host: {}", &text[..text.len().min(300)]);
     let (status, _) = raw_http(host, &signed_head(&format!("content-length: {}\r\n", big.len())), &big).await;
     assert_eq!(status, 413);
 
@@ -320,6 +323,11 @@ async fn duplicate_signature_headers_are_refused() {
     })
     .await;
     assert!(a.status.is_client_error(), "two event ids: {a:?}");
+    let a = cf_signed(&b, &good, |h| {
+        h.append("content-type", HeaderValue::from_static("text/plain"));
+    })
+    .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "two content types: {a:?}");
     assert_untouched(&b);
 }
 

@@ -26,7 +26,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sandbox::faults::{Fault, Faults};
 use sandbox::halo::NewAction;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,8 +107,7 @@ fn http_client() -> reqwest::Client {
 }
 
 /// One POST; a transport error is status 0.
-async fn post_once(http: &reqwest::Client, request: reqwest::RequestBuilder) -> (u16, Option<u64>, Value) {
-    let _ = http;
+async fn post_once(request: reqwest::RequestBuilder) -> (u16, Option<u64>, Value) {
     match request.send().await {
         Err(_) => (0, None, Value::Null),
         Ok(r) => {
@@ -176,8 +175,7 @@ fn cf_request(
         .header("x-cf-signature", cf_halo_bridge::cf::signature::sign(CF_SECRET.as_bytes(), ts, raw))
         .header("x-cf-schema", "incident.created.v1")
         .body(raw.to_vec());
-    let http = http.clone();
-    Box::pin(async move { post_once(&http, request).await })
+    Box::pin(post_once(request))
 }
 
 fn halo_request(
@@ -192,8 +190,7 @@ fn halo_request(
         .header("content-type", "application/json")
         .header("x-halo-secret", HALO_WEBHOOK_SECRET)
         .body(serde_json::to_vec(&Bridge::halo_payload(ticket)).unwrap());
-    let http = http.clone();
-    Box::pin(async move { post_once(&http, request).await })
+    Box::pin(post_once(request))
 }
 
 /// Seeded fault rates on both fakes. Unknown-outcome kinds (Break, timeouts) go where the bridge can recover from them;
@@ -865,7 +862,7 @@ async fn ambiguous_comment_posts_are_reported_never_doubled() {
     // Quiet pass once the claims of uncertain posts are stale: everything that can still be forwarded is.
     b.cf.faults().clear();
     let injected = b.cf.faults().injected();
-    for round in 0..3 {
+    for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(4)).await;
         for ticket in ticket_of.values() {
             until_2xx(&tally, "ambiguous quiet pass", Duration::from_secs(60), || {
@@ -873,7 +870,6 @@ async fn ambiguous_comment_posts_are_reported_never_doubled() {
             })
             .await;
         }
-        let _ = round;
     }
     let log = b.log_text();
     let uncertain = uncertain_action_ids(&log);
@@ -951,10 +947,9 @@ async fn a_storage_freeze_during_the_marker_write_loses_no_comment() {
         b.cf.count("POST", "/workspaces"),
         b.log_text().lines().filter(|l| l.contains("WARN")).collect::<Vec<_>>().join("\n")
     );
-    let _ = json!(null);
 }
 
-/// A documented limit, not run by default (`cargo test --test it soak -- --ignored` shows it): a create that Halo
+/// A documented limit, shown here (it runs with the other tests): a create that Halo
 /// carries out only after the bridge's timeout. After an uncertain create the incident settles for 3 × the call
 /// timeout before a redelivery may look for the ticket, so a create Halo carries out within that time is found, not
 /// repeated. (Later than that, no lookup can close the window without an idempotency key on Halo's side: the
