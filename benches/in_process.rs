@@ -15,13 +15,14 @@ mod common;
 use cf_halo_bridge::app::App;
 use cf_halo_bridge::cf::event;
 use cf_halo_bridge::cf::signature::{self, SignatureHeaders};
-use cf_halo_bridge::config::{Config, Env, InboundConfig, OutboundConfig, SecretId};
-use cf_halo_bridge::domain::{EventId, ExternalRef};
-use cf_halo_bridge::halo::mapping;
+use cf_halo_bridge::config::{CfWebhookConfig, Config, Env, HaloWebhookConfig};
+use cf_halo_bridge::directions::cf_webhook::mapping;
+use cf_halo_bridge::directions::halo_webhook::{comment_for, forwardable};
+use cf_halo_bridge::domain::{EventId, RefLocation};
 use cf_halo_bridge::halo::model::{list_items, Action};
 use cf_halo_bridge::halo::text::html_to_text;
 use cf_halo_bridge::halo::webhook;
-use cf_halo_bridge::inbound::{comment_for, forwardable};
+use cf_halo_bridge::secrets::SecretId;
 use cf_halo_bridge::store::{event_key, incident_key};
 use common::{Endpoints, CF_SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -55,8 +56,8 @@ fn typical_delivery() -> Delivery {
 fn route_work(
     d: &Delivery,
     keys: &[&[u8]],
-    out: &OutboundConfig,
-    location: cf_halo_bridge::config::RefLocation,
+    out: &CfWebhookConfig,
+    location: RefLocation,
 ) -> usize {
     let event_id = EventId::parse(d.event_id).unwrap();
     let headers = SignatureHeaders { signature: Some(&d.signature), timestamp: Some(&d.timestamp) };
@@ -64,24 +65,23 @@ fn route_work(
     let body = event::Body::read(&d.body);
     assert!(!body.is_test());
     let incident = body.envelope().unwrap().incident;
-    let reference = ExternalRef::new(&incident.source, &incident.incident_id).unwrap();
-    let ev = event_key(&reference, &event_id);
-    let inc = incident_key(&reference);
-    let ticket = mapping::new_ticket(&incident, &reference, out, location);
+    let ev = event_key(&incident.reference, &event_id);
+    let inc = incident_key(&incident.reference);
+    let ticket = mapping::new_ticket(&incident, out, location);
     let wire = serde_json::to_vec(&Value::Array(vec![ticket])).unwrap();
     wire.len() + ev.row.len() + inc.partition.len()
 }
 
 fn cf_webhook(c: &mut Criterion) {
     let config = config();
-    let out = config.outbound.ready().expect("outbound configured").clone();
+    let out = config.cf_webhook.ready().expect("cf-webhook configured").clone();
     let location = config.halo.ready().expect("halo configured").reference;
     let d = typical_delivery();
     println!("typical event: {} bytes", d.body.len());
     let keys: [&[u8]; 1] = [CF_SECRET.as_bytes()];
     let envelope = event::parse(&d.body).unwrap();
     let incident = envelope.incident.clone();
-    let reference = ExternalRef::new(&incident.source, &incident.incident_id).unwrap();
+    let reference = incident.reference.clone();
     let event_id = EventId::parse(d.event_id).unwrap();
 
     let mut g = c.benchmark_group("cf_webhook");
@@ -100,9 +100,9 @@ fn cf_webhook(c: &mut Criterion) {
     });
     g.bench_function("details_html", |b| b.iter(|| mapping::details_html(black_box(&incident))));
     g.bench_function("new_ticket", |b| {
-        b.iter(|| mapping::new_ticket(black_box(&incident), &reference, &out, location))
+        b.iter(|| mapping::new_ticket(black_box(&incident), &out, location))
     });
-    let ticket = mapping::new_ticket(&incident, &reference, &out, location);
+    let ticket = mapping::new_ticket(&incident, &out, location);
     g.bench_function("ticket_body_to_json", |b| {
         b.iter(|| serde_json::to_vec(&Value::Array(vec![black_box(&ticket).clone()])).unwrap())
     });
@@ -112,17 +112,17 @@ fn cf_webhook(c: &mut Criterion) {
     // Per-request overhead around the work: the direction check and the accepted secrets (called twice a request).
     let app = App::new(config.clone()).expect("app builds offline");
     let mut g = c.benchmark_group("cf_webhook_overhead");
-    g.bench_function("app_outbound_check", |b| b.iter(|| black_box(&app).outbound().is_ok()));
+    g.bench_function("app_direction_check", |b| b.iter(|| black_box(&app).cf_webhook().is_ok()));
     g.bench_function("accepted_secrets", |b| b.iter(|| black_box(&app).secrets.accepted(SecretId::CfWebhook).len()));
     g.finish();
 }
 
-fn inbound_config() -> InboundConfig {
-    config().inbound.ready().expect("inbound configured").clone()
+fn halo_webhook_config() -> HaloWebhookConfig {
+    config().halo_webhook.ready().expect("halo-webhook configured").clone()
 }
 
 /// The halo-webhook's pure work for a ticket answer: parse it, decide each action, build the comments.
-fn forward_all(actions: &[Action], cfg: &InboundConfig) -> usize {
+fn forward_all(actions: &[Action], cfg: &HaloWebhookConfig) -> usize {
     let creation = actions.first().map(|a| a.id);
     actions
         .iter()
@@ -132,7 +132,7 @@ fn forward_all(actions: &[Action], cfg: &InboundConfig) -> usize {
 }
 
 fn halo_webhook(c: &mut Criterion) {
-    let cfg = inbound_config();
+    let cfg = halo_webhook_config();
     let note = common::typical_note_html(1);
     println!("typical note: {} bytes of HTML", note.len());
     let mut g = c.benchmark_group("halo_webhook");

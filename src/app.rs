@@ -1,17 +1,18 @@
-//! The application state shared by every request: configuration, secrets, the store and the API clients.
+//! The application shared by every request: configuration, secrets, the store and the API clients, and the work
+//! of each direction built from them.
 
+use crate::availability::{Availability, Problem};
 use crate::cf::client::CfClient;
-use crate::config::{
-    Availability, Config, InboundConfig, OutboundConfig, Problem, RefLocation, SecretId, TicketRefField,
-};
+use crate::config::Config;
+use crate::directions::cf_webhook::CfWebhook;
+use crate::directions::halo_webhook::HaloWebhook;
+use crate::directions::{Context, Direction, CF_WEBHOOK, HALO_WEBHOOK};
+use crate::domain::{RefLocation, TicketRefField};
 use crate::halo::client::HaloClient;
-use crate::inbound::TicketSync;
-use crate::outbound::Delivery;
 use crate::secrets::Secrets;
-use crate::settings::Area;
+use crate::store::claim::ClaimPolicy;
 use crate::store::{AzureTable, Store, Table};
 use crate::upstream::{Deadline, REQUEST_BUDGET};
-use rand::Rng;
 use std::sync::Arc;
 
 pub struct App {
@@ -29,36 +30,6 @@ pub struct App {
 pub struct DirectionOff {
     pub direction: &'static str,
     pub problems: Vec<Problem>,
-}
-
-/// What every piece of one request's work shares: the store, the Halo client, and the request's claim identity
-/// and time budget.
-pub struct Context<'a> {
-    pub store: &'a Store,
-    pub halo: &'a HaloClient,
-    pub location: RefLocation,
-    /// A claim older than this is taken over (its holder crashed or timed out).
-    pub claim_ttl_secs: i64,
-    /// After an uncertain create or note, how long the next attempt waits before looking for its result.
-    pub settle_secs: i64,
-    pub deadline: Deadline,
-    /// Random token identifying this request's claims.
-    pub owner: String,
-}
-
-/// What the outbound direction needs, all present.
-pub struct OutboundParts<'a> {
-    pub cfg: &'a OutboundConfig,
-    pub store: &'a Store,
-    pub halo: &'a HaloClient,
-}
-
-/// What the inbound direction needs, all present.
-pub struct InboundParts<'a> {
-    pub cfg: &'a InboundConfig,
-    pub store: &'a Store,
-    pub halo: &'a HaloClient,
-    pub cf: &'a CfClient,
 }
 
 impl App {
@@ -81,76 +52,57 @@ impl App {
     pub fn with_store(config: Config, secrets: Secrets, store: Option<Store>, http: reqwest::Client) -> App {
         let timeout = config.upstream_timeout;
         let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
-        let cf = config.inbound.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
+        let cf = config.halo_webhook.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
         App { config, http, secrets, store, halo, cf }
     }
 
-    fn secret_problems(&self, ids: &[SecretId]) -> Vec<Problem> {
-        ids.iter().filter_map(|id| self.secrets.current(*id).err()).collect()
+    /// Why a direction cannot work now (its settings, the parts it uses, its secrets), or `None` when it can.
+    pub fn off(&self, direction: &Direction) -> Option<DirectionOff> {
+        let mut problems = self.config.problems_of(direction.area);
+        problems.extend(direction.secrets.iter().filter_map(|id| self.secrets.current(*id).err()));
+        (!problems.is_empty()).then_some(DirectionOff { direction: direction.name(), problems })
     }
 
-    fn off(&self, area: Area, direction: &'static str, secrets: &[SecretId]) -> Option<DirectionOff> {
-        let mut problems = self.config.problems_of(area);
-        problems.extend(self.secret_problems(secrets));
-        (!problems.is_empty()).then_some(DirectionOff { direction, problems })
-    }
-
-    pub fn outbound(&self) -> Result<OutboundParts<'_>, DirectionOff> {
-        if let Some(off) = self.off(Area::Outbound, "cf-webhook", &[SecretId::CfWebhook, SecretId::HaloClient]) {
-            return Err(off);
-        }
-        match (self.config.outbound.ready(), &self.store, &self.halo) {
-            (Some(cfg), Some(store), Some(halo)) => Ok(OutboundParts { cfg, store, halo }),
-            _ => Err(DirectionOff { direction: "cf-webhook", problems: vec![Problem::Other("not configured".into())] }),
-        }
-    }
-
-    pub fn inbound(&self) -> Result<InboundParts<'_>, DirectionOff> {
-        let secrets = [SecretId::HaloWebhook, SecretId::HaloClient, SecretId::CfServiceAccount];
-        if let Some(off) = self.off(Area::Inbound, "halo-webhook", &secrets) {
-            return Err(off);
-        }
-        match (self.config.inbound.ready(), &self.store, &self.halo, &self.cf) {
-            (Some(cfg), Some(store), Some(halo), Some(cf)) => Ok(InboundParts { cfg, store, halo, cf }),
-            _ => {
-                Err(DirectionOff { direction: "halo-webhook", problems: vec![Problem::Other("not configured".into())] })
-            }
-        }
+    fn unavailable(&self, direction: &Direction) -> DirectionOff {
+        self.off(direction).unwrap_or(DirectionOff {
+            direction: direction.name(),
+            problems: vec![Problem::Other("not configured".into())],
+        })
     }
 
     /// A fresh context for one request's work, its budget starting now.
     fn context<'a>(&'a self, store: &'a Store, halo: &'a HaloClient) -> Context<'a> {
-        Context {
-            store,
-            halo,
-            location: self
-                .config
-                .halo
-                .ready()
-                .map(|h| h.reference)
-                .unwrap_or(RefLocation::Field(TicketRefField::SupplierReference)),
-            claim_ttl_secs: self.config.claim_ttl.as_secs() as i64,
-            settle_secs: (3 * self.config.upstream_timeout.as_secs() as i64)
-                .min(self.config.claim_ttl.as_secs() as i64),
-            deadline: Deadline::after(REQUEST_BUDGET),
-            owner: claim_owner(),
+        let location = self
+            .config
+            .halo
+            .ready()
+            .map(|h| h.reference)
+            .unwrap_or(RefLocation::Field(TicketRefField::SupplierReference));
+        let ttl_secs = self.config.claim_ttl.as_secs() as i64;
+        let policy =
+            ClaimPolicy { ttl_secs, settle_secs: (3 * self.config.upstream_timeout.as_secs() as i64).min(ttl_secs) };
+        Context::new(store, halo, location, policy, Deadline::after(REQUEST_BUDGET))
+    }
+
+    /// The cf-webhook work of one delivery, or why the direction is off.
+    pub fn cf_webhook(&self) -> Result<CfWebhook<'_>, DirectionOff> {
+        if let Some(off) = self.off(&CF_WEBHOOK) {
+            return Err(off);
+        }
+        match (self.config.cf_webhook.ready(), &self.store, &self.halo) {
+            (Some(cfg), Some(store), Some(halo)) => Ok(CfWebhook::new(self.context(store, halo), cfg)),
+            _ => Err(self.unavailable(&CF_WEBHOOK)),
         }
     }
 
-    /// The outbound work of one delivery, or why the direction is off.
-    pub fn delivery(&self) -> Result<Delivery<'_>, DirectionOff> {
-        let parts = self.outbound()?;
-        Ok(Delivery { ctx: self.context(parts.store, parts.halo), cfg: parts.cfg })
+    /// The halo-webhook work of one webhook, or why the direction is off.
+    pub fn halo_webhook(&self) -> Result<HaloWebhook<'_>, DirectionOff> {
+        if let Some(off) = self.off(&HALO_WEBHOOK) {
+            return Err(off);
+        }
+        match (self.config.halo_webhook.ready(), &self.store, &self.halo, &self.cf) {
+            (Some(cfg), Some(store), Some(halo), Some(cf)) => Ok(HaloWebhook::new(self.context(store, halo), cf, cfg)),
+            _ => Err(self.unavailable(&HALO_WEBHOOK)),
+        }
     }
-
-    /// The inbound work of one webhook, or why the direction is off.
-    pub fn ticket_sync(&self) -> Result<TicketSync<'_>, DirectionOff> {
-        let parts = self.inbound()?;
-        Ok(TicketSync { ctx: self.context(parts.store, parts.halo), cf: parts.cf, cfg: parts.cfg })
-    }
-}
-
-/// A random token naming one request's claims.
-fn claim_owner() -> String {
-    format!("{:016x}", rand::thread_rng().gen::<u64>())
 }

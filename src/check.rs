@@ -3,8 +3,10 @@
 //! nothing: only reads. What an operator runs after deploying or rotating a secret.
 
 use crate::app::App;
-use crate::config::{Config, SecretId};
+use crate::config::{Config, ConfigErrors};
+use crate::directions;
 use crate::keyvault::KeyVaultSecrets;
+use crate::secrets::SecretId;
 use crate::store::Key;
 use crate::upstream::{Deadline, REQUEST_BUDGET};
 use std::fmt::Write;
@@ -13,18 +15,23 @@ use std::fmt::Write;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub ok: bool,
-    pub what: &'static str,
+    pub what: String,
     pub detail: String,
 }
 
 impl Line {
-    fn pass(what: &'static str, detail: impl Into<String>) -> Line {
-        Line { ok: true, what, detail: detail.into() }
+    fn pass(what: impl Into<String>, detail: impl Into<String>) -> Line {
+        Line { ok: true, what: what.into(), detail: detail.into() }
     }
 
-    fn fail(what: &'static str, detail: impl Into<String>) -> Line {
-        Line { ok: false, what, detail: detail.into() }
+    fn fail(what: impl Into<String>, detail: impl Into<String>) -> Line {
+        Line { ok: false, what: what.into(), detail: detail.into() }
     }
+}
+
+/// The report of a configuration that stops the start: one line per invalid setting.
+pub fn invalid_configuration(errors: &ConfigErrors) -> Vec<Line> {
+    errors.0.iter().map(|e| Line::fail("configuration", e.to_string())).collect()
 }
 
 /// Runs every check that applies to this configuration.
@@ -54,9 +61,9 @@ pub async fn run(config: Config) -> Vec<Line> {
             Err(e) => lines.push(Line::fail("Key Vault", e)),
         }
     }
-    for (direction, off) in [("cf-webhook", app.outbound().err()), ("halo-webhook", app.inbound().err())] {
-        let what = if direction == "cf-webhook" { "cf-webhook settings" } else { "halo-webhook settings" };
-        lines.push(match off {
+    for direction in directions::ALL {
+        let what = format!("{} settings", direction.name());
+        lines.push(match app.off(direction) {
             None => Line::pass(what, "complete"),
             Some(off) => Line::fail(what, off.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
         });

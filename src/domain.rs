@@ -34,21 +34,33 @@ pub struct ExternalRef {
     incident_id: String,
 }
 
+/// Which part of a reference cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefPart {
+    Source,
+    IncidentId,
+}
+
 impl ExternalRef {
     /// Builds a reference; `source` must not contain `|` (the incident id may: the split limit is 3).
-    /// Neither part may be `.` or `..`: a URL path cannot carry those as a segment (ContraForce's incident URL
+    /// Neither part may be empty, `.` or `..`: a URL path cannot carry those as a segment (ContraForce's incident URL
     /// would silently become another one).
-    pub fn new(source: &str, incident_id: &str) -> Option<ExternalRef> {
+    pub fn new(source: &str, incident_id: &str) -> Result<ExternalRef, RefPart> {
         let usable = |part: &str| !part.is_empty() && part != "." && part != "..";
-        (usable(source) && usable(incident_id) && !source.contains('|'))
-            .then(|| ExternalRef { source: source.to_string(), incident_id: incident_id.to_string() })
+        if !usable(source) || source.contains('|') {
+            return Err(RefPart::Source);
+        }
+        if !usable(incident_id) {
+            return Err(RefPart::IncidentId);
+        }
+        Ok(ExternalRef { source: source.to_string(), incident_id: incident_id.to_string() })
     }
 
     /// Parses `cf|source|id` with a split limit of 3, the `cf` prefix exact, both parts non-empty.
     pub fn parse(raw: &str) -> Option<ExternalRef> {
         let mut parts = raw.trim().splitn(3, '|');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some("cf"), Some(source), Some(id)) => ExternalRef::new(source, id),
+            (Some("cf"), Some(source), Some(id)) => ExternalRef::new(source, id).ok(),
             _ => None,
         }
     }
@@ -66,6 +78,45 @@ impl fmt::Display for ExternalRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cf|{}|{}", self.source, self.incident_id)
     }
+}
+
+/// Stored and sent as its text, `cf|source|id`; a stored text that does not parse is an unreadable record.
+impl serde::Serialize for ExternalRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ExternalRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ExternalRef::parse(&text).ok_or_else(|| serde::de::Error::custom("not a cf|source|id reference"))
+    }
+}
+
+/// Which ticket field carries `cf|source|incidentId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketRefField {
+    /// A documented Halo ticket field with a search filter (`search_supplier_reference`; docs/halo-api.md).
+    SupplierReference,
+    /// What Logic App 01 writes; not a field of Halo's published ticket schema (docs/halo-api.md).
+    ThirdPartyNumber,
+}
+
+impl TicketRefField {
+    pub fn field_name(self) -> &'static str {
+        match self {
+            TicketRefField::SupplierReference => "supplier_reference",
+            TicketRefField::ThirdPartyNumber => "thirdpartynumber",
+        }
+    }
+}
+
+/// Where on a Halo ticket the reference is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefLocation {
+    CustomField(i64),
+    Field(TicketRefField),
 }
 
 /// A Halo ticket id.
@@ -104,7 +155,8 @@ mod tests {
         ] {
             assert!(ExternalRef::parse(raw).is_none(), "{raw}");
         }
-        assert!(ExternalRef::new("a|b", "id").is_none());
+        assert_eq!(ExternalRef::new("a|b", "id"), Err(RefPart::Source));
+        assert_eq!(ExternalRef::new("s", ".."), Err(RefPart::IncidentId));
         for dots in ["cf|s|.", "cf|s|..", "cf|..|id"] {
             assert!(ExternalRef::parse(dots).is_none(), "{dots}: no URL can carry a dot segment");
         }
@@ -117,6 +169,14 @@ mod tests {
         assert!(EventId::parse("   ").is_none());
         assert!(EventId::parse(&"x".repeat(MAX_EVENT_ID_LEN + 1)).is_none());
         assert!(EventId::parse("a\u{0}b").is_none());
+    }
+
+    #[test]
+    fn references_are_stored_as_their_text() {
+        let r = ExternalRef::new("sentinel", "a|b").unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::json!("cf|sentinel|a|b"));
+        assert_eq!(serde_json::from_value::<ExternalRef>(serde_json::json!("cf|sentinel|a|b")).unwrap(), r);
+        assert!(serde_json::from_value::<ExternalRef>(serde_json::json!("sentinel|a")).is_err());
     }
 
     proptest! {

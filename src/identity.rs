@@ -65,7 +65,7 @@ impl AppServiceIdentity {
             ));
         }
         let token: MsiToken = response.json().await.map_err(|e| Error::new(ErrorKind::Credential, e))?;
-        let expires_on = crate::halo::model::lenient_i64(&token.expires_on)
+        let expires_on = crate::wire::lenient_i64(&token.expires_on)
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
             .ok_or_else(|| Error::message(ErrorKind::Credential, "managed identity token has no expires_on"))?;
         Ok(AccessToken::new(token.access_token, expires_on))

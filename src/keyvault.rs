@@ -3,7 +3,9 @@
 //! down the last good value stays; a changed value starts a rotation (`secrets` keeps the old webhook secret
 //! accepted for the grace time).
 
-use crate::config::{Config, KeyVaultConfig, Problem, SecretId, SecretSource};
+use crate::availability::Problem;
+use crate::config::{Config, KeyVaultConfig};
+use crate::secrets::{SecretId, SecretSource};
 use crate::secrets::{SecretValue, Secrets, Update};
 use azure_security_keyvault::SecretClient;
 use std::time::Duration;

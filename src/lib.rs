@@ -1,19 +1,25 @@
-//! ContraForce ↔ HaloPSA bridge: an Azure Functions custom handler.
+//! ContraForce ↔ HaloPSA bridge: an Azure Functions custom handler. `docs/architecture.md` is the map.
 //!
-//! `main.rs` only starts [`startup::run`]. Domains: [`cf`] (webhook contract, signature, CF API client), [`halo`]
-//! (token, client, ticket mapping), [`store`] (Table Storage state), [`config`] and [`settings`] (what we read),
-//! [`outbound`] and [`inbound`] (the two directions' exactly-once logic), and [`routes`] (HTTP, errors → statuses).
+//! Layers, lowest first; a module imports only from layers below its own (and its own submodules):
+//! 1. `domain`, `wire`, `availability`, `settings`: values and vocabulary, no I/O.
+//! 2. `secrets`; then `config` (every setting read and validated once, one file per area).
+//! 3. `upstream` (HTTP calls, their failures), `identity` (managed identity tokens).
+//! 4. `cf`, `halo`, `store` (with `store::claim`, the one claim protocol), `keyvault`: one domain each.
+//! 5. `directions`: each direction's exactly-once work, and the `Direction` list.
+//! 6. `app`: the clients and the store, and each direction's work built from them.
+//! 7. `routes`, `check`, `startup`, `cli`: the edges.
 
 pub mod app;
+pub mod availability;
 pub mod cf;
 pub mod check;
+pub mod cli;
 pub mod config;
+pub mod directions;
 pub mod domain;
 pub mod halo;
 pub mod identity;
-pub mod inbound;
 pub mod keyvault;
-pub mod outbound;
 pub mod routes;
 pub mod secrets;
 pub mod settings;
@@ -21,3 +27,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+pub mod wire;

@@ -2,12 +2,56 @@
 //! the previous one. Values come from app settings (resolved Key Vault references) or, when `KEY_VAULT_URI` is set,
 //! from direct Key Vault reads refreshed in the background (`keyvault`).
 
-use crate::config::{Problem, SecretId, SecretSource};
+use crate::availability::Problem;
+use crate::settings as names;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The four secrets the bridge uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SecretId {
+    CfWebhook,
+    HaloClient,
+    HaloWebhook,
+    CfServiceAccount,
+}
+
+impl SecretId {
+    pub const ALL: [SecretId; 4] =
+        [SecretId::CfWebhook, SecretId::HaloClient, SecretId::HaloWebhook, SecretId::CfServiceAccount];
+
+    /// The app setting that carries the value (or the Key Vault reference).
+    pub fn setting(self) -> &'static str {
+        match self {
+            SecretId::CfWebhook => names::CF_WEBHOOK_SECRET,
+            SecretId::HaloClient => names::HALO_CLIENT_SECRET,
+            SecretId::HaloWebhook => names::HALO_WEBHOOK_SECRET,
+            SecretId::CfServiceAccount => names::CF_SERVICE_ACCOUNT_CLIENT_SECRET,
+        }
+    }
+
+    /// The setting that names the secret in Key Vault (direct reads).
+    pub fn name_setting(self) -> &'static str {
+        match self {
+            SecretId::CfWebhook => names::CF_WEBHOOK_SECRET_NAME,
+            SecretId::HaloClient => names::HALO_CLIENT_SECRET_NAME,
+            SecretId::HaloWebhook => names::HALO_WEBHOOK_SECRET_NAME,
+            SecretId::CfServiceAccount => names::CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME,
+        }
+    }
+}
+
+/// Where each secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// The app setting's value (possibly resolved by the platform from a Key Vault reference).
+    Setting(Result<String, Problem>),
+    /// Read directly from Key Vault under this name.
+    KeyVault(String),
+}
 
 /// A secret value. Its Debug and Display never show the value.
 #[derive(Clone, PartialEq, Eq)]

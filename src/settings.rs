@@ -8,9 +8,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
     /// ContraForce → Halo (`/api/cf-webhook`).
-    Outbound,
+    CfWebhook,
     /// Halo → ContraForce (`/api/halo-webhook`).
-    Inbound,
+    HaloWebhook,
     /// The Halo API client, used by both directions.
     HaloApi,
     /// Table Storage state, used by both directions.
@@ -19,6 +19,20 @@ pub enum Area {
     KeyVault,
     /// Process-wide behaviour.
     General,
+}
+
+impl Area {
+    /// The name `handler --list-settings` gives the area (a direction's area is named after its function).
+    pub fn name(self) -> &'static str {
+        match self {
+            Area::CfWebhook => "cf-webhook",
+            Area::HaloWebhook => "halo-webhook",
+            Area::HaloApi => "halo-api",
+            Area::Storage => "storage",
+            Area::KeyVault => "key-vault",
+            Area::General => "general",
+        }
+    }
 }
 
 /// One application setting.
@@ -107,54 +121,54 @@ pub const CLAIM_TTL_SECONDS: &str = "CLAIM_TTL_SECONDS";
 pub const SETTINGS: &[Setting] = &[
     secret(
         CF_WEBHOOK_SECRET,
-        Area::Outbound,
+        Area::CfWebhook,
         "Signing secret of the ContraForce webhook (Settings → Developers → Webhooks).",
     ),
     s(
         CF_MAX_SKEW_SECONDS,
-        Area::Outbound,
+        Area::CfWebhook,
         false,
         Some("300"),
         "Largest accepted distance between X-CF-Timestamp and now, in seconds.",
     ),
     s(
         CF_PROCESS_TEST_EVENTS,
-        Area::Outbound,
+        Area::CfWebhook,
         false,
         Some("false"),
         "`true` processes portal test deliveries like real events.",
     ),
     s(
         HALO_DEFAULT_TICKETTYPE_ID,
-        Area::Outbound,
+        Area::CfWebhook,
         true,
         None,
         "Halo ticket type id for new tickets (GET /api/TicketType).",
     ),
     s(
         HALO_DEFAULT_CLIENT_ID,
-        Area::Outbound,
+        Area::CfWebhook,
         true,
         None,
         "Halo client id for incidents whose CF account is not in HALO_CLIENT_MAP.",
     ),
     s(
         HALO_CLIENT_MAP,
-        Area::Outbound,
+        Area::CfWebhook,
         false,
         None,
         "`<CF accountId>=<Halo client id>,…`: each customer's incidents on its own Halo client.",
     ),
     s(
         HALO_PRIORITY_MAP,
-        Area::Outbound,
+        Area::CfWebhook,
         false,
         Some("High=1,Medium=2,Low=3,Informational=3"),
         "CF severity → Halo priority_id; unknown severities get the Low value.",
     ),
     s(
         HALO_PRIVATE_NOTE_OUTCOME,
-        Area::Outbound,
+        Area::CfWebhook,
         false,
         Some("Private Note"),
         "Outcome of the private note added for a later event; a number is an outcome_id.",
@@ -185,48 +199,52 @@ pub const SETTINGS: &[Setting] = &[
     secret(HALO_CLIENT_SECRET, Area::HaloApi, "Client secret of the Halo API application."),
     s(HALO_TENANT, Area::HaloApi, false, None, "Halo tenant name (hosted Halo); sent with the token request."),
     s(HALO_SCOPE, Area::HaloApi, false, Some("all"), "OAuth scope of the Halo token."),
-    secret(HALO_WEBHOOK_SECRET, Area::Inbound, "Secret Halo sends in X-Halo-Secret (or as the Basic auth password)."),
+    secret(
+        HALO_WEBHOOK_SECRET,
+        Area::HaloWebhook,
+        "Secret Halo sends in X-Halo-Secret (or as the Basic auth password).",
+    ),
     s(
         HALO_CLOSED_STATUS_ID,
-        Area::Inbound,
+        Area::HaloWebhook,
         false,
         Some("9"),
         "Halo status id(s) that mean closed, comma-separated; `hasbeenclosed` also counts.",
     ),
     s(
         HALO_INTEGRATION_AGENT_ID,
-        Area::Inbound,
+        Area::HaloWebhook,
         false,
         None,
         "Agent id the Halo API application logs in as: its actions are not echoed back.",
     ),
     s(
         HALO_INTEGRATION_APPLICATION,
-        Area::Inbound,
+        Area::HaloWebhook,
         false,
         None,
         "Name of the Halo API application (actionby_application_id): its actions are not echoed back.",
     ),
     s(
         CF_API_BASE_URL,
-        Area::Inbound,
+        Area::HaloWebhook,
         true,
         None,
         "ContraForce API, e.g. https://prod.platform.contraforce.com/api/v2.",
     ),
-    s(CF_SERVICE_ACCOUNT_CLIENT_ID, Area::Inbound, true, None, "Client id of the ContraForce service account."),
-    secret(CF_SERVICE_ACCOUNT_CLIENT_SECRET, Area::Inbound, "Client secret of the ContraForce service account."),
-    s(CF_WORKSPACE_ID, Area::Inbound, true, None, "ContraForce workspace id."),
+    s(CF_SERVICE_ACCOUNT_CLIENT_ID, Area::HaloWebhook, true, None, "Client id of the ContraForce service account."),
+    secret(CF_SERVICE_ACCOUNT_CLIENT_SECRET, Area::HaloWebhook, "Client secret of the ContraForce service account."),
+    s(CF_WORKSPACE_ID, Area::HaloWebhook, true, None, "ContraForce workspace id."),
     s(
         CF_CLOSE_CLASSIFICATION,
-        Area::Inbound,
+        Area::HaloWebhook,
         false,
         Some("Undetermined"),
         "Classification sent when a Halo close closes the CF incident.",
     ),
     s(
         CF_CLOSE_CLASSIFICATION_REASON,
-        Area::Inbound,
+        Area::HaloWebhook,
         false,
         Some("InaccurateData"),
         "Classification reason sent with the close.",
@@ -360,7 +378,7 @@ pub fn to_json() -> String {
         .map(|s| {
             serde_json::json!({
                 "name": s.name,
-                "area": format!("{:?}", s.area),
+                "area": s.area.name(),
                 "secret": s.secret,
                 "required": s.required,
                 "deployed": s.deployed,

@@ -1,7 +1,8 @@
 //! Start-up: build the app, say which directions are on, serve until SIGTERM/SIGINT, finishing requests in flight.
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
+use crate::directions;
 use crate::keyvault::KeyVaultSecrets;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigErrors),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
@@ -18,12 +19,16 @@ pub enum StartupError {
 }
 
 fn announce(app: &App) {
-    for (direction, off) in [("cf-webhook", app.outbound().err()), ("halo-webhook", app.inbound().err())] {
-        match off {
-            None => tracing::info!(direction, "direction is on"),
+    for direction in directions::ALL {
+        match app.off(direction) {
+            None => tracing::info!(direction = direction.name(), "direction is on"),
             Some(off) => {
-                let problems: Vec<String> = off.problems.iter().map(ToString::to_string).collect();
-                tracing::warn!(direction, problems = ?problems, "direction is off: it answers 503 until configured");
+                let problems = off.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                tracing::warn!(
+                    direction = off.direction,
+                    problems,
+                    "direction is off: it answers 503 until configured"
+                );
             }
         }
     }

@@ -8,10 +8,11 @@
 use cf_halo_bridge::cf::event::{self, EventError};
 use cf_halo_bridge::cf::signature::{sign, verify, MatchedSecret, SignatureError, SignatureHeaders};
 use cf_halo_bridge::domain::{EventId, ExternalRef, MAX_EVENT_ID_LEN};
-use cf_halo_bridge::halo::model::{lenient_i64, list_items, single_item, Action, Ticket};
+use cf_halo_bridge::directions::halo_webhook::comment_for;
+use cf_halo_bridge::halo::model::{list_items, single_item, Action, Ticket};
 use cf_halo_bridge::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use cf_halo_bridge::halo::webhook::ticket_id;
-use cf_halo_bridge::inbound::comment_for;
+use cf_halo_bridge::wire::lenient_i64;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -229,9 +230,10 @@ proptest! {
         let _ = event::is_test_body(&body);
         if let Ok(envelope) = event::parse(&body) {
             let i = envelope.incident;
-            prop_assert!(!i.incident_id.is_empty() && !i.title.is_empty() && !i.source.is_empty());
-            prop_assert!(!i.source.contains('|'));
-            prop_assert!(ExternalRef::new(&i.source, &i.incident_id).is_some());
+            let (source, id) = (i.reference.source(), i.reference.incident_id());
+            prop_assert!(!id.is_empty() && !i.title.is_empty() && !source.is_empty());
+            prop_assert!(!source.contains('|'));
+            prop_assert_eq!(ExternalRef::parse(&i.reference.to_string()), Some(i.reference.clone()));
         }
     }
 
@@ -245,10 +247,11 @@ proptest! {
         match event::parse(&raw) {
             Ok(envelope) => {
                 let i = envelope.incident;
-                prop_assert_eq!(i.incident_id.trim(), i.incident_id.as_str());
+                let id = i.reference.incident_id();
+                prop_assert_eq!(id.trim(), id);
                 prop_assert_eq!(i.title.trim(), i.title.as_str());
                 // Everything parsed came from the body: the output is no larger than the input.
-                let out = i.incident_id.len() + i.title.len() + i.source.len()
+                let out = id.len() + i.title.len() + i.reference.source().len()
                     + i.description.as_ref().map_or(0, String::len)
                     + i.alerts.len() + i.entities.len() + i.alert_product_names.iter().map(String::len).sum::<usize>();
                 prop_assert!(out <= raw.len());
@@ -278,14 +281,13 @@ proptest! {
         let parsed = event::parse(&raw).unwrap();
         prop_assert_eq!(parsed.kind.as_deref(), Some("incident.created.v1"));
         let i = parsed.incident;
-        prop_assert_eq!(&i.incident_id, &id);
-        prop_assert_eq!(&i.source, &source);
+        prop_assert_eq!(i.reference.incident_id(), id.as_str());
+        prop_assert_eq!(i.reference.source(), source.as_str());
         prop_assert_eq!(i.incident_number, number);
         prop_assert_eq!(i.title, title.trim().to_string());
         prop_assert_eq!(i.alerts.len(), 1);
         prop_assert!(i.entities.is_empty());
-        let reference = ExternalRef::new(&i.source, &i.incident_id).unwrap();
-        prop_assert_eq!(ExternalRef::parse(&reference.to_string()), Some(reference));
+        prop_assert_eq!(ExternalRef::parse(&i.reference.to_string()), Some(i.reference));
     }
 }
 
@@ -388,7 +390,7 @@ proptest! {
             if doc.is_object() {
                 prop_assert_eq!(Some(t.id), doc.get("id").and_then(lenient_i64));
             }
-            for r in t.candidate_references(cf_halo_bridge::config::RefLocation::CustomField(1)) {
+            for r in t.candidate_references(cf_halo_bridge::domain::RefLocation::CustomField(1)) {
                 let _ = ExternalRef::parse(r);
             }
         }

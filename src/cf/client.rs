@@ -1,8 +1,9 @@
 //! The ContraForce API calls of the inbound direction: add a comment, close an incident. Basic auth with the
 //! service account; the secret is read at each call, so a rotation takes effect at once.
 
-use crate::config::{InboundConfig, SecretId};
+use crate::config::HaloWebhookConfig;
 use crate::domain::ExternalRef;
+use crate::secrets::SecretId;
 use crate::secrets::Secrets;
 use crate::upstream::{self, Deadline, Retry, UpstreamError};
 use serde_json::json;
@@ -30,7 +31,7 @@ pub struct Close<'a> {
 }
 
 impl CfClient {
-    pub fn new(http: reqwest::Client, cfg: &InboundConfig, secrets: Secrets, call_timeout: Duration) -> Self {
+    pub fn new(http: reqwest::Client, cfg: &HaloWebhookConfig, secrets: Secrets, call_timeout: Duration) -> Self {
         CfClient {
             http,
             base: reqwest::Url::parse(&cfg.cf_api_base_url).expect("validated in config"),

@@ -1,8 +1,9 @@
-//! The `incident.created.v1` body, parsed leniently where the samples were wrongly strict (issue #3 step 6):
-//! `accountId` need not be a GUID; `description` and `owner` may be null; `alerts`, `entities` and
+//! The `incident.created.v1` body, parsed leniently where ContraForce's samples were wrongly strict
+//! (docs/contraforce-contract.md): `accountId` need not be a GUID; `description` and `owner` may be null; `alerts`, `entities` and
 //! `alertProductNames` may be absent. Only `data` and its `incidentId`, `source`, `incidentNumber` and `title` are
 //! required; each error names the field.
 
+use crate::domain::{ExternalRef, RefPart};
 use serde_json::{Map, Value};
 
 /// The schema this bridge handles.
@@ -38,16 +39,16 @@ pub struct Entity {
 }
 
 /// The incident carried by an `incident.created.v1` event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incident {
+    /// `cf|source|incidentId`, built once here: the incident's identity everywhere else.
+    pub reference: ExternalRef,
     pub account_id: Option<String>,
     pub account_name: Option<String>,
-    pub incident_id: String,
     pub incident_number: i64,
     pub title: String,
     pub description: Option<String>,
     pub severity: Option<String>,
-    pub source: String,
     pub source_display_name: Option<String>,
     pub owner: Option<Owner>,
     pub created_at: Option<String>,
@@ -120,26 +121,20 @@ pub fn parse(body: &[u8]) -> Result<Envelope, EventError> {
 fn envelope(value: &Value) -> Result<Envelope, EventError> {
     let root = value.as_object().ok_or(EventError::NotAnObject)?;
     let data = root.get("data").and_then(Value::as_object).ok_or(EventError::Field("data"))?;
-    // `.` and `..` cannot be a URL path segment (ContraForce's incident URL would change): refused like a `|` in
-    // the source, which would break the `cf|source|id` reference.
-    let dots = |part: &str| part == "." || part == "..";
-    let source = required_text(data, "source", "data.source")?;
-    if source.contains('|') || dots(&source) {
-        return Err(EventError::Field("data.source"));
-    }
     let incident_id = required_text(data, "incidentId", "data.incidentId")?;
-    if dots(&incident_id) {
-        return Err(EventError::Field("data.incidentId"));
-    }
+    let source = required_text(data, "source", "data.source")?;
+    let reference = ExternalRef::new(&source, &incident_id).map_err(|part| match part {
+        RefPart::Source => EventError::Field("data.source"),
+        RefPart::IncidentId => EventError::Field("data.incidentId"),
+    })?;
     let incident = Incident {
+        reference,
         account_id: text(data, "accountId"),
         account_name: text(data, "accountName"),
-        incident_id,
         incident_number: integer(data.get("incidentNumber")).ok_or(EventError::Field("data.incidentNumber"))?,
         title: required_text(data, "title", "data.title")?,
         description: text(data, "description"),
         severity: text(data, "severity"),
-        source,
         source_display_name: text(data, "sourceDisplayName"),
         owner: data
             .get("owner")

@@ -3,8 +3,9 @@
 
 use super::model::{list_items, single_item, Action, Ticket};
 use super::token::TokenSource;
-use crate::config::{HaloApiConfig, RefLocation, TicketRefField};
+use crate::config::HaloApiConfig;
 use crate::domain::{ExternalRef, TicketId};
+use crate::domain::{RefLocation, TicketRefField};
 use crate::secrets::Secrets;
 use crate::upstream::{self, not_json, Answer, Deadline, Retry, UpstreamError};
 use reqwest::{Method, RequestBuilder};
@@ -160,7 +161,7 @@ fn saved_id(body: Value) -> Result<i64, UpstreamError> {
     single_item(body)
         .as_ref()
         .and_then(|item| item.get("id"))
-        .and_then(crate::halo::model::lenient_i64)
+        .and_then(crate::wire::lenient_i64)
         .filter(|id| *id > 0)
         .ok_or_else(|| UpstreamError::Broken { service: SERVICE, detail: "the answer carries no id".into() })
 }

@@ -1,7 +1,6 @@
-//! HaloPSA: the OAuth token, the API client, the ticket mapping, and the webhook payload.
+//! HaloPSA: the OAuth token, the API client, and the webhook payload.
 
 pub mod client;
-pub mod mapping;
 pub mod model;
 pub mod text;
 pub mod token;

@@ -1,20 +1,12 @@
 //! What we read from Halo's API, parsed leniently: Halo sends ids as numbers or strings, and `null` for flags.
 
-use crate::config::{RefLocation, TicketRefField};
+use crate::domain::{RefLocation, TicketRefField};
+use crate::wire::lenient_i64;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashMap;
-
-/// A number or a numeric string.
-pub fn lenient_i64(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(lenient_i64))

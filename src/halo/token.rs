@@ -2,7 +2,8 @@
 //! refresh at a time. The client secret is read from `secrets` at each refresh, so a rotation takes effect on the
 //! next token.
 
-use crate::config::{HaloApiConfig, SecretId};
+use crate::config::HaloApiConfig;
+use crate::secrets::SecretId;
 use crate::secrets::{SecretValue, Secrets};
 use crate::upstream::{self, Deadline, Retry, UpstreamError};
 use serde::Deserialize;
@@ -118,7 +119,7 @@ impl TokenSource {
         let lifetime = parsed
             .expires_in
             .as_ref()
-            .and_then(crate::halo::model::lenient_i64)
+            .and_then(crate::wire::lenient_i64)
             .filter(|s| *s > 0)
             .map(|s| Duration::from_secs(s as u64))
             .unwrap_or(DEFAULT_LIFETIME);

@@ -1,7 +1,7 @@
 //! The Halo webhook payload: only the ticket id is taken from it; everything else is fetched from the API.
 
 use crate::domain::TicketId;
-use crate::halo::model::lenient_i64;
+use crate::wire::lenient_i64;
 use serde_json::Value;
 
 /// The ticket id, in the order issue #4 gives: `object_id` (real Halo payloads), `ticket.id`, `ticket_id`, and a

@@ -5,9 +5,9 @@ use super::{finish_in_time, header, json_reply, require_json, RequestLog};
 use crate::app::App;
 use crate::cf::event::{self, INCIDENT_CREATED};
 use crate::cf::signature::{self, SignatureHeaders};
-use crate::config::SecretId;
-use crate::domain::{unix_now, EventId, ExternalRef};
-use crate::secrets::Generation;
+use crate::directions::CF_WEBHOOK;
+use crate::domain::{unix_now, EventId};
+use crate::secrets::{Generation, SecretId};
 use bytes::Bytes;
 use serde_json::json;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response 
     let started = Instant::now();
     let mut log = RequestLog::default();
     let result = process(app, &headers, body, &mut log).await;
-    log.finish("cf-webhook", started, result)
+    log.finish(&CF_WEBHOOK, started, result)
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
@@ -29,13 +29,13 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     }
     let event_id = header(headers, "x-cf-event-id").and_then(EventId::parse).ok_or(ApiError::MissingEventId)?;
     log.event_id = Some(event_id.to_string());
-    let parts = app.outbound().map_err(ApiError::DirectionOff)?;
+    let cfg = app.cf_webhook().map_err(ApiError::DirectionOff)?.config();
 
     let accepted = app.secrets.accepted(SecretId::CfWebhook);
     let keys: Vec<&[u8]> = accepted.iter().map(|(s, _)| s.expose().as_bytes()).collect();
     let signed =
         SignatureHeaders { signature: header(headers, "x-cf-signature"), timestamp: header(headers, "x-cf-timestamp") };
-    match signature::verify(&keys, signed, &body, unix_now(), parts.cfg.max_skew) {
+    match signature::verify(&keys, signed, &body, unix_now(), cfg.max_skew) {
         Ok(matched) => {
             if accepted[matched.0].1 == Generation::Previous {
                 tracing::info!(event_id = ?event_id.as_str(), "signature matched the previous CF webhook secret (rotation grace window)");
@@ -49,7 +49,7 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
 
     let body = event::Body::read(&body);
     let is_test = header(headers, "x-cf-test").is_some_and(|v| v.eq_ignore_ascii_case("true")) || body.is_test();
-    if is_test && !parts.cfg.process_test_events {
+    if is_test && !cfg.process_test_events {
         log.outcome = "test";
         return Ok(json_reply(json!({"status": "test"})));
     }
@@ -63,13 +63,11 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
         ));
     }
     let incident = envelope.incident;
-    let reference = ExternalRef::new(&incident.source, &incident.incident_id)
-        .ok_or_else(|| ApiError::BadRequest("data.incidentId and data.source must not be `.` or `..`".into()))?;
-    log.reference = Some(reference.to_string());
+    log.reference = Some(incident.reference.to_string());
 
     let outcome = finish_in_time(async move {
-        let delivery = app.delivery().map_err(ApiError::DirectionOff)?;
-        delivery.deliver(&event_id, &incident).await.map_err(ApiError::from)
+        let work = app.cf_webhook().map_err(ApiError::DirectionOff)?;
+        work.deliver(&event_id, &incident).await.map_err(ApiError::from)
     })
     .await?;
     log.outcome = outcome.status();

@@ -1,8 +1,8 @@
 //! Every error a request can end in, mapped to its HTTP status and JSON body in this one place.
 
 use crate::app::DirectionOff;
-use crate::inbound::InboundError;
-use crate::outbound::OutboundError;
+use crate::directions::cf_webhook::CfWebhookError;
+use crate::directions::halo_webhook::HaloWebhookError;
 use crate::store::StoreError;
 use serde_json::json;
 use std::time::Duration;
@@ -96,24 +96,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<OutboundError> for ApiError {
-    fn from(e: OutboundError) -> Self {
+impl From<CfWebhookError> for ApiError {
+    fn from(e: CfWebhookError) -> Self {
         match e {
-            OutboundError::InFlight => ApiError::Unavailable(e.to_string(), Some(Duration::from_secs(2))),
-            OutboundError::Halo(u) => {
+            CfWebhookError::InFlight => ApiError::Unavailable(e.to_string(), Some(Duration::from_secs(2))),
+            CfWebhookError::Halo(u) => {
                 let after = u.retry_after();
                 ApiError::Unavailable(u.to_string(), after)
             }
-            OutboundError::Store(s) => s.into(),
+            CfWebhookError::Store(s) => s.into(),
         }
     }
 }
 
-impl From<InboundError> for ApiError {
-    fn from(e: InboundError) -> Self {
+impl From<HaloWebhookError> for ApiError {
+    fn from(e: HaloWebhookError) -> Self {
         let after = e.retry_after();
         match e {
-            InboundError::Store(s) => s.into(),
+            HaloWebhookError::Store(s) => s.into(),
             other => ApiError::Unavailable(other.to_string(), after),
         }
     }

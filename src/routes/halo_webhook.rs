@@ -3,10 +3,10 @@
 use super::error::ApiError;
 use super::{finish_in_time, header, json_reply, require_json, RequestLog};
 use crate::app::App;
-use crate::config::SecretId;
+use crate::directions::halo_webhook::HaloWebhookOutcome;
+use crate::directions::HALO_WEBHOOK;
 use crate::halo::webhook::ticket_id;
-use crate::inbound::InboundOutcome;
-use crate::secrets::{constant_time_eq, Generation};
+use crate::secrets::{constant_time_eq, Generation, SecretId};
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::json;
@@ -19,7 +19,7 @@ pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response 
     let started = Instant::now();
     let mut log = RequestLog::default();
     let result = process(app, &headers, body, &mut log).await;
-    log.finish("halo-webhook", started, result)
+    log.finish(&HALO_WEBHOOK, started, result)
 }
 
 /// The secret the caller presented: `X-Halo-Secret`, else the password of HTTP Basic auth.
@@ -53,7 +53,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Option<Generation> {
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
-    app.inbound().map_err(ApiError::DirectionOff)?;
+    app.halo_webhook().map_err(ApiError::DirectionOff)?;
     match authenticate(&app, headers) {
         None => return Err(ApiError::InvalidCallbackSecret),
         Some(Generation::Previous) => {
@@ -74,16 +74,16 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     log.ticket_id = Some(ticket);
 
     let outcome = finish_in_time(async move {
-        let sync = app.ticket_sync().map_err(ApiError::DirectionOff)?;
-        sync.sync(ticket).await.map_err(ApiError::from)
+        let work = app.halo_webhook().map_err(ApiError::DirectionOff)?;
+        work.sync(ticket).await.map_err(ApiError::from)
     })
     .await?;
     Ok(match outcome {
-        InboundOutcome::Ignored(reason) => {
+        HaloWebhookOutcome::Ignored(reason) => {
             log.outcome = "ignored";
             json_reply(json!({"status": "ignored", "reason": reason}))
         }
-        InboundOutcome::Processed { forwarded, closed } => {
+        HaloWebhookOutcome::Processed { forwarded, closed } => {
             log.outcome = "processed";
             log.detail = Some(format!("{forwarded} forwarded, closed: {closed}"));
             json_reply(json!({"status": "processed", "actionsForwarded": forwarded, "closed": closed}))

@@ -1,13 +1,15 @@
-//! HTTP: the readiness probe and the two webhook routes, as the Functions host forwards them
-//! (`/api/<route>`, raw body bytes). Errors become statuses in `error`, and each request ends in one log line.
+//! HTTP: the readiness probe and one route per direction, as the Functions host forwards them (`/api/<name>`, raw
+//! body bytes). Errors become statuses in `error`, and each request ends in one log line.
 
 mod cf_webhook;
 pub mod error;
 mod halo_webhook;
 
 use crate::app::App;
+use crate::directions::{Direction, CF_WEBHOOK, HALO_WEBHOOK};
 use bytes::Bytes;
 use error::ApiError;
+use futures::future::BoxFuture;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,31 +23,39 @@ pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// How long a route waits for its work before answering 503 (the work itself goes on; a retry finds it).
 const ANSWER_WITHIN: Duration = Duration::from_secs(27);
 
+/// How a direction's route handles one request.
+type Handler = fn(Arc<App>, HeaderMap, Bytes) -> BoxFuture<'static, Response>;
+
+fn cf_webhook_route(app: Arc<App>, headers: HeaderMap, body: Bytes) -> BoxFuture<'static, Response> {
+    Box::pin(cf_webhook::handle(app, headers, body))
+}
+
+fn halo_webhook_route(app: Arc<App>, headers: HeaderMap, body: Bytes) -> BoxFuture<'static, Response> {
+    Box::pin(halo_webhook::handle(app, headers, body))
+}
+
+/// Each direction's route, served at `/api/<direction name>` (the function's name; matched case-insensitively, as
+/// the Functions host matches routes).
+const ROUTES: [(&Direction, Handler); 2] = [(&CF_WEBHOOK, cf_webhook_route), (&HALO_WEBHOOK, halo_webhook_route)];
+
+fn handler_for(segment: &str) -> Option<Handler> {
+    ROUTES.iter().find(|(direction, _)| segment.eq_ignore_ascii_case(direction.name())).map(|(_, handler)| *handler)
+}
+
 /// All routes of the handler.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let readiness = warp::path::end()
         .and(warp::get().or(warp::head()).unify())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     let with_app = warp::any().map(move || app.clone());
-    let webhook = |name: &'static str| {
-        warp::path!("api" / String)
-            .and_then(move |segment: String| async move {
-                if segment.eq_ignore_ascii_case(name) {
-                    Ok(())
-                } else {
-                    Err(warp::reject::not_found())
-                }
-            })
-            .untuple_one()
-            .and(warp::post())
-            .and(warp::header::headers_cloned())
-            .and(limited_body())
-    };
-    let cf =
-        webhook("cf-webhook").and(with_app.clone()).then(|headers, body, app| cf_webhook::handle(app, headers, body));
-    let halo =
-        webhook("halo-webhook").and(with_app).then(|headers, body, app| halo_webhook::handle(app, headers, body));
-    readiness.or(cf).unify().or(halo).unify().recover(error::recover).unify()
+    let direction = warp::path!("api" / String)
+        .and_then(|segment: String| async move { handler_for(&segment).ok_or_else(warp::reject::not_found) })
+        .and(warp::post())
+        .and(warp::header::headers_cloned())
+        .and(limited_body())
+        .and(with_app)
+        .then(|handler: Handler, headers, body, app| handler(app, headers, body));
+    readiness.or(direction).unify().recover(error::recover).unify()
 }
 
 /// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 before anything is read; a
@@ -103,7 +113,8 @@ struct RequestLog {
 }
 
 impl RequestLog {
-    fn finish(self, route: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
+    fn finish(self, direction: &Direction, started: Instant, result: Result<Response, ApiError>) -> Response {
+        let route = direction.name();
         let (response, outcome, detail) = match result {
             Ok(response) => (response, self.outcome, self.detail),
             Err(e) => {
@@ -115,9 +126,29 @@ impl RequestLog {
         let status = response.status().as_u16();
         let duration_ms = started.elapsed().as_millis() as u64;
         if status >= 500 {
-            tracing::warn!(route, status, outcome, event_id = ?self.event_id, reference = ?self.reference, ticket_id = ?self.ticket_id, duration_ms, detail = ?detail, "request");
+            tracing::warn!(
+                route,
+                status,
+                outcome,
+                event_id = self.event_id.as_deref(),
+                reference = self.reference.as_deref(),
+                ticket_id = self.ticket_id,
+                duration_ms,
+                detail = detail.as_deref(),
+                "request"
+            );
         } else {
-            tracing::info!(route, status, outcome, event_id = ?self.event_id, reference = ?self.reference, ticket_id = ?self.ticket_id, duration_ms, detail = ?detail, "request");
+            tracing::info!(
+                route,
+                status,
+                outcome,
+                event_id = self.event_id.as_deref(),
+                reference = self.reference.as_deref(),
+                ticket_id = self.ticket_id,
+                duration_ms,
+                detail = detail.as_deref(),
+                "request"
+            );
         }
         response
     }

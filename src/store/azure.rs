@@ -19,19 +19,6 @@ pub struct AzureTable {
     client: TableClient,
 }
 
-/// Checks a connection string at startup, so a typo stops the app with the setting's name.
-pub fn validate_connection_string(cs: &str) -> Result<(), String> {
-    // The crate's parse errors quote the whole string, account key included: never pass them on.
-    let parsed =
-        ConnectionString::new(cs).map_err(|_| "not a storage connection string (a `key=value` pair is malformed)")?;
-    if parsed.use_development_storage == Some(true) {
-        return Ok(());
-    }
-    parsed.account_name.ok_or("no AccountName")?;
-    parsed.storage_credentials().map_err(|_| "no AccountKey or SharedAccessSignature".to_string())?;
-    Ok(())
-}
-
 fn builder(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result<TableServiceClientBuilder> {
     Ok(match &config.connection {
         StorageConnection::Emulator => TableServiceClientBuilder::emulator(),

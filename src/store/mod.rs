@@ -4,10 +4,11 @@
 //! test can see exactly what was written, and the frozen `azure_data_tables` crate stays behind one module.
 
 mod azure;
+pub mod claim;
 mod memory;
 pub mod records;
 
-pub use azure::{validate_connection_string, AzureTable};
+pub use azure::AzureTable;
 pub use memory::MemoryTable;
 pub use records::*;
 
@@ -136,6 +137,18 @@ impl Store {
         }
     }
 
+    /// The record at `key`, inserting `value` when there is none (one round trip when it exists or is new).
+    pub async fn get_or_insert<T: Serialize + DeserializeOwned>(&self, key: &Key, value: T) -> Result<T, StoreError> {
+        match self.table.insert(key, to_props(&value)).await {
+            Ok(_) => Ok(value),
+            Err(StoreError::Conflict) => match self.get::<T>(key).await? {
+                Some(found) => Ok(found.value),
+                None => Err(StoreError::Unavailable("a record was deleted while it was read; retry".into())),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads, changes and writes a record until the write wins against concurrent writers. `change` returns false
     /// when nothing needs writing. Returns the record as stored.
     pub async fn update<T, F>(&self, key: &Key, mut change: F) -> Result<Option<T>, StoreError>
@@ -177,7 +190,10 @@ mod tests {
     async fn update_retries_until_it_wins_and_never_goes_backwards() {
         let store = Store::new(Arc::new(MemoryTable::default()));
         let key = Key { partition: "p".into(), row: "r".into() };
-        store.insert(&key, &TicketRecord::new("cf|s|1".into(), false)).await.unwrap();
+        store
+            .insert(&key, &TicketRecord::new(crate::domain::ExternalRef::parse("cf|s|1").unwrap(), false))
+            .await
+            .unwrap();
         let tasks: Vec<_> = (1..=10)
             .map(|n| {
                 let store = store.clone();

@@ -4,23 +4,10 @@
 //! (`evt-<digest(event id)>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
 //! forwarded or own action (`act-<id>`).
 
+use super::claim::{Guarded, Stage};
 use super::{digest, Key};
 use crate::domain::{unix_now, EventId, ExternalRef, TicketId};
 use serde::{Deserialize, Serialize};
-
-/// Unix seconds are stored as strings: Table Storage infers Int32 for bare JSON numbers.
-mod unix_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        crate::halo::model::lenient_i64(&v).ok_or_else(|| serde::de::Error::custom("expected unix seconds"))
-    }
-}
 
 pub fn incident_key(reference: &ExternalRef) -> Key {
     Key { partition: format!("inc-{}", digest(&reference.to_string())), row: "incident".into() }
@@ -47,7 +34,7 @@ pub fn action_key(ticket_id: TicketId, action_id: i64) -> Key {
 pub struct Claim {
     /// A random token of the request holding the claim.
     pub owner: String,
-    #[serde(with = "unix_string")]
+    #[serde(with = "crate::wire::unix_string")]
     pub since: i64,
 }
 
@@ -84,7 +71,7 @@ pub enum IncidentState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct IncidentRecord {
-    pub reference: String,
+    pub reference: ExternalRef,
     pub state: IncidentState,
     #[serde(default)]
     pub ticket_id: Option<TicketId>,
@@ -130,7 +117,7 @@ pub enum CloseState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct TicketRecord {
-    pub reference: String,
+    pub reference: ExternalRef,
     /// Created by the cf-webhook direction: its first action (the creation) is not echoed back.
     pub created_by_bridge: bool,
     /// Every action up to this id has been handled (forwarded, skipped, or marked).
@@ -141,7 +128,7 @@ pub struct TicketRecord {
 }
 
 impl TicketRecord {
-    pub fn new(reference: String, created_by_bridge: bool) -> Self {
+    pub fn new(reference: ExternalRef, created_by_bridge: bool) -> Self {
         TicketRecord {
             reference,
             created_by_bridge,
@@ -171,4 +158,66 @@ pub struct ActionMarker {
     pub state: MarkerState,
     #[serde(flatten)]
     pub claim: Claim,
+}
+
+impl Guarded for IncidentRecord {
+    fn claim(&self) -> &Claim {
+        &self.claim
+    }
+    fn claim_mut(&mut self) -> &mut Claim {
+        &mut self.claim
+    }
+    fn stage(&self) -> Stage {
+        match self.state {
+            IncidentState::Claimed => Stage::Open,
+            IncidentState::Created => Stage::Done,
+        }
+    }
+}
+
+impl Guarded for EventRecord {
+    fn claim(&self) -> &Claim {
+        &self.claim
+    }
+    fn claim_mut(&mut self) -> &mut Claim {
+        &mut self.claim
+    }
+    fn stage(&self) -> Stage {
+        match self.state {
+            EventState::Pending => Stage::Open,
+            EventState::Done => Stage::Done,
+        }
+    }
+}
+
+/// The close of a ticket is the work its record guards (the close call is idempotent: a stale claim is retried).
+impl Guarded for TicketRecord {
+    fn claim(&self) -> &Claim {
+        &self.close_claim
+    }
+    fn claim_mut(&mut self) -> &mut Claim {
+        &mut self.close_claim
+    }
+    fn stage(&self) -> Stage {
+        match self.close {
+            CloseState::Open | CloseState::Closing => Stage::Open,
+            CloseState::Closed => Stage::Done,
+        }
+    }
+}
+
+impl Guarded for ActionMarker {
+    fn claim(&self) -> &Claim {
+        &self.claim
+    }
+    fn claim_mut(&mut self) -> &mut Claim {
+        &mut self.claim
+    }
+    fn stage(&self) -> Stage {
+        match self.state {
+            MarkerState::Reserved => Stage::Open,
+            MarkerState::Sending => Stage::Unknown,
+            MarkerState::Sent | MarkerState::Own => Stage::Done,
+        }
+    }
 }

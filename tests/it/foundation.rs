@@ -64,8 +64,8 @@ fn the_local_settings_example_is_complete_and_starts_as_is() {
     }
     let env = Env::from_pairs(values.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())));
     let config = Config::from_env(&env).expect("copied unchanged, the example must not stop the start");
-    assert!(config.outbound.ready().is_some());
-    assert!(config.inbound.ready().is_some());
+    assert!(config.cf_webhook.ready().is_some());
+    assert!(config.halo_webhook.ready().is_some());
 }
 
 #[test]

@@ -1,29 +1,28 @@
-//! Halo → ContraForce, exactly once: every public Halo action reaches ContraForce once as a comment, oldest first,
+//! halo-webhook, Halo → ContraForce, exactly once: every public Halo action reaches ContraForce once as a comment, oldest first,
 //! and each close is mirrored once, across restarts, retries and concurrent webhooks.
 //!
 //! Per ticket, Table Storage holds the highest action id handled (it only moves forward), a marker per forwarded
-//! action (inserted before the comment is posted, so two concurrent webhooks cannot both post it), and the close
-//! state (claimed with an ETag before the close is sent).
+//! action (claimed before the comment is posted, so two concurrent webhooks cannot both post it), and the close
+//! state (claimed before the close is sent), all through `store::claim`.
 
-use crate::app::Context;
+use super::Context;
 use crate::cf::client::{CfClient, Close};
-use crate::config::InboundConfig;
+use crate::config::HaloWebhookConfig;
 use crate::domain::{ExternalRef, TicketId};
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
-use crate::store::{
-    action_key, ticket_key, ActionMarker, Claim, CloseState, Etag, Key, MarkerState, StoreError, TicketRecord,
-};
+use crate::store::claim::{Acquired, Claiming, Patience, Release};
+use crate::store::{action_key, ticket_key, ActionMarker, Claim, CloseState, MarkerState, StoreError, TicketRecord};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundOutcome {
+pub enum HaloWebhookOutcome {
     Ignored(&'static str),
     Processed { forwarded: usize, closed: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum InboundError {
+pub enum HaloWebhookError {
     #[error(transparent)]
     Halo(UpstreamError),
     #[error(transparent)]
@@ -32,17 +31,14 @@ pub enum InboundError {
     Store(#[from] StoreError),
 }
 
-impl InboundError {
+impl HaloWebhookError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            InboundError::Halo(e) | InboundError::Cf(e) => e.retry_after(),
-            InboundError::Store(_) => None,
+            HaloWebhookError::Halo(e) | HaloWebhookError::Cf(e) => e.retry_after(),
+            HaloWebhookError::Store(_) => None,
         }
     }
 }
-
-/// Bound on re-reads when claiming one action's marker races with other webhooks.
-const MAX_MARKER_ATTEMPTS: usize = 10;
 
 /// Why an action is not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +51,7 @@ pub enum Skip {
 }
 
 /// The decision for one action, and the comment text when it is forwarded.
-pub fn forwardable(action: &Action, cfg: &InboundConfig, is_bridge_creation: bool) -> Result<String, Skip> {
+pub fn forwardable(action: &Action, cfg: &HaloWebhookConfig, is_bridge_creation: bool) -> Result<String, Skip> {
     if action.hiddenfromuser {
         return Err(Skip::Private);
     }
@@ -89,7 +85,7 @@ pub fn comment_for(ticket_id: TicketId, action: &Action, text: &str) -> String {
 }
 
 /// Whether Halo says the ticket is closed.
-pub fn is_closed(ticket: &Ticket, cfg: &InboundConfig) -> bool {
+pub fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
     ticket.hasbeenclosed || ticket.status_id.is_some_and(|s| cfg.closed_status_ids.contains(&s))
 }
 
@@ -100,62 +96,51 @@ enum Forwarded {
     InFlightElsewhere,
 }
 
-/// Everything one webhook needs.
-pub struct TicketSync<'a> {
-    pub ctx: Context<'a>,
-    pub cf: &'a CfClient,
-    pub cfg: &'a InboundConfig,
+/// The work of one webhook.
+pub struct HaloWebhook<'a> {
+    ctx: Context<'a>,
+    cf: &'a CfClient,
+    cfg: &'a HaloWebhookConfig,
 }
 
-impl<'a> std::ops::Deref for TicketSync<'a> {
-    type Target = Context<'a>;
-    fn deref(&self) -> &Context<'a> {
-        &self.ctx
+impl<'a> HaloWebhook<'a> {
+    pub fn new(ctx: Context<'a>, cf: &'a CfClient, cfg: &'a HaloWebhookConfig) -> Self {
+        HaloWebhook { ctx, cf, cfg }
     }
-}
 
-impl TicketSync<'_> {
-    pub async fn sync(&self, ticket_id: TicketId) -> Result<InboundOutcome, InboundError> {
-        let Some(ticket) = self.halo.ticket(ticket_id, self.deadline).await.map_err(InboundError::Halo)? else {
-            return Ok(InboundOutcome::Ignored("ticket not found"));
+    pub async fn sync(&self, ticket_id: TicketId) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+        let found = self.ctx.halo.ticket(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
+        let Some(ticket) = found else {
+            return Ok(HaloWebhookOutcome::Ignored("ticket not found"));
         };
         let Some(record) = self.record(&ticket).await? else {
-            return Ok(InboundOutcome::Ignored("not a CF-linked ticket"));
+            return Ok(HaloWebhookOutcome::Ignored("not a CF-linked ticket"));
         };
-        let Some(reference) = ExternalRef::parse(&record.reference) else {
-            return Ok(InboundOutcome::Ignored("not a CF-linked ticket"));
-        };
-        let actions = self.halo.actions(ticket_id, self.deadline).await.map_err(InboundError::Halo)?;
-        let forwarded = self.forward_actions(ticket_id, &reference, &record, &actions).await?;
-        let closed = self.mirror_close(&ticket, &reference, record.close).await?;
-        Ok(InboundOutcome::Processed { forwarded, closed })
+        let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
+        let forwarded = self.forward_actions(ticket_id, &record, &actions).await?;
+        let closed = self.mirror_close(&ticket, &record.reference, record.close).await?;
+        Ok(HaloWebhookOutcome::Processed { forwarded, closed })
     }
 
     /// Our record of the ticket (written by cf-webhook when it created it), else one made from the reference on
     /// the ticket. `None` when the ticket is not linked to an incident.
     async fn record(&self, ticket: &Ticket) -> Result<Option<TicketRecord>, StoreError> {
         let key = ticket_key(ticket.id);
-        loop {
-            if let Some(found) = self.store.get::<TicketRecord>(&key).await? {
-                return Ok(Some(found.value));
-            }
-            let Some(reference) = ticket.candidate_references(self.location).find_map(ExternalRef::parse) else {
-                return Ok(None);
-            };
-            match self.store.insert(&key, &TicketRecord::new(reference.to_string(), false)).await {
-                Ok(_) | Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
+        if let Some(found) = self.ctx.store.get::<TicketRecord>(&key).await? {
+            return Ok(Some(found.value));
         }
+        let Some(reference) = ticket.candidate_references(self.ctx.location).find_map(ExternalRef::parse) else {
+            return Ok(None);
+        };
+        self.ctx.store.get_or_insert(&key, TicketRecord::new(reference, false)).await.map(Some)
     }
 
     async fn forward_actions(
         &self,
         ticket_id: TicketId,
-        reference: &ExternalRef,
         record: &TicketRecord,
         actions: &[Action],
-    ) -> Result<usize, InboundError> {
+    ) -> Result<usize, HaloWebhookError> {
         // The creation of a ticket the bridge made is written by the bridge's Halo application, so the echo filter
         // skips it. Without that filter configured, fall back to skipping the ticket's first action.
         let echo_filter = self.cfg.integration_application.is_some() || self.cfg.integration_agent_id.is_some();
@@ -165,7 +150,7 @@ impl TicketSync<'_> {
         let mut outcome = Ok(());
         for action in actions.iter().filter(|a| a.id > record.last_action_id) {
             if let Ok(text) = forwardable(action, self.cfg, Some(action.id) == creation_id) {
-                match self.forward_once(ticket_id, reference, action, &text).await {
+                match self.forward_once(ticket_id, &record.reference, action, &text).await {
                     Ok(Forwarded::Posted) => forwarded += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
                     Ok(Forwarded::InFlightElsewhere) => break,
@@ -187,107 +172,61 @@ impl TicketSync<'_> {
     /// Posts one action's comment unless another webhook has, or is doing it. The marker goes Reserved (claimed,
     /// not posted) → Sending (written just before the POST) → Sent. A stale Reserved marker is taken over and
     /// posted; only a Sending marker whose post never reported back means "outcome unknown: not posted again".
-    /// Every conflicting write is re-read and counts as ours when it carries our claim (a storage retry of a write
-    /// that had landed).
     async fn forward_once(
         &self,
         ticket_id: TicketId,
         reference: &ExternalRef,
         action: &Action,
         text: &str,
-    ) -> Result<Forwarded, InboundError> {
+    ) -> Result<Forwarded, HaloWebhookError> {
         let key = action_key(ticket_id, action.id);
-        let etag = match self.reserve(&key, action.id).await? {
-            Ok(etag) => etag,
-            Err(handled) => return Ok(handled),
+        let reserved = || ActionMarker { state: MarkerState::Reserved, claim: Claim::released() };
+        let how =
+            Claiming { fresh: Some(&reserved), take_over: &|_: &ActionMarker| reserved(), patience: Patience::None };
+        let claim = match self.ctx.claims.acquire(&key, None, how).await? {
+            Acquired::Ours { record, .. } => record,
+            Acquired::Done(_) => return Ok(Forwarded::AlreadyHandled),
+            Acquired::Uncertain(_) => {
+                tracing::warn!(
+                    action_id = action.id,
+                    "an earlier comment post has an unknown outcome; not posting it again"
+                );
+                return Ok(Forwarded::AlreadyHandled);
+            }
+            Acquired::Busy => return Ok(Forwarded::InFlightElsewhere),
         };
-        let sending = ActionMarker { state: MarkerState::Sending, claim: Claim::new(&self.owner) };
-        let etag = match self.store.replace(&key, &sending, &etag).await {
-            Ok(etag) => etag,
-            Err(StoreError::Changed) => match self.store.get::<ActionMarker>(&key).await? {
-                Some(m) if m.value.state == MarkerState::Sending && m.value.claim.owner == self.owner => m.etag,
-                _ => return Ok(Forwarded::InFlightElsewhere),
-            },
-            Err(e) => return Err(e.into()),
+        let sending = ActionMarker { state: MarkerState::Sending, claim: self.ctx.claims.claim() };
+        let Some(etag) = self.ctx.claims.settle(&key, &claim, &sending).await? else {
+            return Ok(Forwarded::InFlightElsewhere);
         };
-        match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.deadline).await {
+        let sending = crate::store::Versioned { value: sending, etag };
+        match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
             Ok(()) => {
-                self.set_marker(&key, &etag, MarkerState::Sent, action.id).await;
+                let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.claim() };
+                if let Err(e) = self.ctx.claims.settle(&key, &sending, &sent).await {
+                    // Left at Sending: never posted again.
+                    tracing::warn!(error = %e, action_id = action.id, "could not mark a forwarded action as sent");
+                }
                 Ok(Forwarded::Posted)
             }
             // An HTTP error answer (or a refused connection) means ContraForce did not store the comment: release
             // the reservation so the next webhook posts it. A timeout or a broken answer may have stored it: the
             // Sending marker stays, and the comment is not posted twice.
             Err(e) if e.status().is_some() || !e.maybe_applied() => {
-                self.set_marker(&key, &etag, MarkerState::Reserved, action.id).await;
-                Err(InboundError::Cf(e))
+                self.ctx.claims.release(&key, &sending, Release::Now, |m| m.state = MarkerState::Reserved).await;
+                Err(HaloWebhookError::Cf(e))
             }
             Err(e) => {
                 tracing::warn!(action_id = action.id, error = %e, "comment delivery uncertain; it will not be posted again");
-                Err(InboundError::Cf(e))
+                Err(HaloWebhookError::Cf(e))
             }
-        }
-    }
-
-    /// Claims an action for this webhook: `Ok(Ok(etag))` when ours to post, `Ok(Err(_))` when it is handled or
-    /// being handled elsewhere.
-    async fn reserve(&self, key: &Key, action_id: i64) -> Result<Result<Etag, Forwarded>, InboundError> {
-        let reserved = ActionMarker { state: MarkerState::Reserved, claim: Claim::new(&self.owner) };
-        for _ in 0..MAX_MARKER_ATTEMPTS {
-            let found = match self.store.insert(key, &reserved).await {
-                Ok(etag) => return Ok(Ok(etag)),
-                Err(StoreError::Conflict) => self.store.get::<ActionMarker>(key).await?,
-                Err(e) => return Err(e.into()),
-            };
-            let Some(found) = found else { continue };
-            let mine = found.value.claim.owner == self.owner;
-            let stale = found.value.claim.is_stale(self.claim_ttl_secs);
-            match found.value.state {
-                MarkerState::Sent | MarkerState::Own => return Ok(Err(Forwarded::AlreadyHandled)),
-                // Our own insert, landed by a storage retry: nothing was posted yet.
-                MarkerState::Reserved if mine => return Ok(Ok(found.etag)),
-                MarkerState::Reserved if stale => match self.store.replace(key, &reserved, &found.etag).await {
-                    Ok(etag) => return Ok(Ok(etag)),
-                    Err(StoreError::Changed) => continue,
-                    Err(e) => return Err(e.into()),
-                },
-                MarkerState::Sending if stale => {
-                    tracing::warn!(action_id, "an earlier comment post has an unknown outcome; not posting it again");
-                    return Ok(Err(Forwarded::AlreadyHandled));
-                }
-                MarkerState::Reserved | MarkerState::Sending => return Ok(Err(Forwarded::InFlightElsewhere)),
-            }
-        }
-        Ok(Err(Forwarded::InFlightElsewhere))
-    }
-
-    /// Moves our marker on (best effort: a marker left at Sending is never posted again, one left Reserved by us
-    /// is taken over once stale).
-    async fn set_marker(&self, key: &Key, etag: &Etag, state: MarkerState, action_id: i64) {
-        let claim = if state == MarkerState::Reserved { Claim::released() } else { Claim::new(&self.owner) };
-        let marker = ActionMarker { state, claim };
-        let result = match self.store.replace(key, &marker, etag).await {
-            Err(StoreError::Changed) => self
-                .store
-                .update::<ActionMarker, _>(key, |m| {
-                    let ours = m.state == MarkerState::Sending && m.claim.owner == self.owner;
-                    if ours {
-                        *m = marker.clone();
-                    }
-                    ours
-                })
-                .await
-                .map(drop),
-            other => other.map(drop),
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, action_id, ?state, "could not update a forwarded action's marker");
         }
     }
 
     /// Moves the handled-through id forward, never backward.
     async fn advance(&self, ticket_id: TicketId, handled_through: i64) -> Result<(), StoreError> {
-        self.store
+        self.ctx
+            .store
             .update::<TicketRecord, _>(&ticket_key(ticket_id), |r| {
                 let forward = handled_through > r.last_action_id;
                 r.last_action_id = r.last_action_id.max(handled_through);
@@ -304,7 +243,7 @@ impl TicketSync<'_> {
         ticket: &Ticket,
         reference: &ExternalRef,
         read: CloseState,
-    ) -> Result<bool, InboundError> {
+    ) -> Result<bool, HaloWebhookError> {
         let key = ticket_key(ticket.id);
         let closed = is_closed(ticket, self.cfg);
         // Halo and the record as read agree (open and armed, or closed and mirrored): nothing to write or re-read.
@@ -312,7 +251,8 @@ impl TicketSync<'_> {
             return Ok(false);
         }
         if !closed {
-            self.store
+            self.ctx
+                .store
                 .update::<TicketRecord, _>(&key, |r| {
                     let reopened = r.close == CloseState::Closed;
                     if reopened {
@@ -323,24 +263,12 @@ impl TicketSync<'_> {
                 .await?;
             return Ok(false);
         }
-        let mut claimed = false;
-        self.store
-            .update::<TicketRecord, _>(&key, |r| {
-                claimed = match r.close {
-                    CloseState::Closed => false,
-                    CloseState::Closing if !r.close_claim.is_stale(self.claim_ttl_secs) => false,
-                    _ => true,
-                };
-                if claimed {
-                    r.close = CloseState::Closing;
-                    r.close_claim = Claim::new(&self.owner);
-                }
-                claimed
-            })
-            .await?;
-        if !claimed {
-            return Ok(false);
-        }
+        let closing = |r: &TicketRecord| TicketRecord { close: CloseState::Closing, ..r.clone() };
+        let how = Claiming { fresh: None, take_over: &closing, patience: Patience::None };
+        let claim = match self.ctx.claims.acquire(&key, None, how).await? {
+            Acquired::Ours { record, .. } => record,
+            Acquired::Done(_) | Acquired::Busy | Acquired::Uncertain(_) => return Ok(false),
+        };
         let comment = format!(
             "Closed in HaloPSA (ticket #{}, status '{}').",
             ticket.id,
@@ -351,11 +279,14 @@ impl TicketSync<'_> {
             classification: &self.cfg.close_classification,
             reason: &self.cfg.close_classification_reason,
         };
-        let result = self.cf.close(reference, &close, self.deadline).await;
+        let result = self.cf.close(reference, &close, self.ctx.deadline).await;
         let final_state = if result.is_ok() { CloseState::Closed } else { CloseState::Open };
-        self.store
-            .update::<TicketRecord, _>(&key, |r| {
-                let ours = r.close == CloseState::Closing && r.close_claim.owner == self.owner;
+        // Other fields may have moved on meanwhile (actions handled by another webhook): only the close changes,
+        // and only while it is still ours.
+        self.ctx
+            .claims
+            .settle_with(&key, &claim, |r| {
+                let ours = r.close == CloseState::Closing && self.ctx.claims.is_mine(&r.close_claim);
                 if ours {
                     r.close = final_state;
                     r.close_claim = Claim::released();
@@ -363,7 +294,7 @@ impl TicketSync<'_> {
                 ours
             })
             .await?;
-        result.map(|_| true).map_err(InboundError::Cf)
+        result.map(|_| true).map_err(HaloWebhookError::Cf)
     }
 }
 
@@ -372,7 +303,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, Env};
 
-    fn cfg() -> InboundConfig {
+    fn cfg() -> HaloWebhookConfig {
         let env = Env::from_pairs([
             ("CF_API_BASE_URL", "http://127.0.0.1:1/api/v2"),
             ("CF_SERVICE_ACCOUNT_CLIENT_ID", "c"),
@@ -381,7 +312,7 @@ mod tests {
             ("HALO_INTEGRATION_APPLICATION", "ContraForce Bridge"),
             ("HALO_CLOSED_STATUS_ID", "9,17"),
         ]);
-        Config::from_env(&env).unwrap().inbound.ready().unwrap().clone()
+        Config::from_env(&env).unwrap().halo_webhook.ready().unwrap().clone()
     }
 
     fn action(json: serde_json::Value) -> Action {

@@ -1,8 +1,8 @@
-//! CF incident → Halo ticket (samples-contract.md §6), every interpolated string HTML-escaped.
+//! CF incident → Halo ticket (docs/contraforce-contract.md, docs/halo-api.md), every interpolated string HTML-escaped.
 
 use crate::cf::event::Incident;
-use crate::config::{NoteOutcome, OutboundConfig, RefLocation};
-use crate::domain::{EventId, ExternalRef, TicketId};
+use crate::config::{CfWebhookConfig, NoteOutcome};
+use crate::domain::{EventId, RefLocation, TicketId};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 
@@ -25,7 +25,7 @@ pub fn details_html(incident: &Incident) -> String {
     let _ = write!(
         html,
         "<p><strong>ContraForce incident</strong> {} (#{})</p><ul>",
-        esc(&incident.incident_id),
+        esc(incident.reference.incident_id()),
         incident.incident_number
     );
     let mut item = |label: &str, value: &str| {
@@ -35,7 +35,7 @@ pub fn details_html(incident: &Incident) -> String {
         item("Account", account);
     }
     item("Severity", incident.severity.as_deref().unwrap_or("Unknown"));
-    item("Source", incident.source_display_name.as_deref().unwrap_or(&incident.source));
+    item("Source", incident.source_display_name.as_deref().unwrap_or(incident.reference.source()));
     if let Some(created) = &incident.created_at {
         item("Created", created);
     }
@@ -87,7 +87,8 @@ pub fn details_html(incident: &Incident) -> String {
 }
 
 /// The body item of `POST /Tickets` for a new incident.
-pub fn new_ticket(incident: &Incident, reference: &ExternalRef, cfg: &OutboundConfig, location: RefLocation) -> Value {
+pub fn new_ticket(incident: &Incident, cfg: &CfWebhookConfig, location: RefLocation) -> Value {
+    let reference = &incident.reference;
     let mut ticket = Map::new();
     ticket.insert("summary".into(), summary(incident.incident_number, &incident.title).into());
     ticket.insert("details_html".into(), details_html(incident).into());
@@ -133,28 +134,28 @@ pub fn is_event_note(note_html: Option<&str>, note: Option<&str>, event_id: &Eve
 mod tests {
     use super::*;
     use crate::cf::event::{Alert, Entity, Owner};
-    use crate::config::{Config, Env, TicketRefField};
+    use crate::config::{Config, Env};
+    use crate::domain::{ExternalRef, TicketRefField};
 
-    fn cfg() -> OutboundConfig {
+    fn cfg() -> CfWebhookConfig {
         let env = Env::from_pairs([
             ("HALO_DEFAULT_TICKETTYPE_ID", "29"),
             ("HALO_DEFAULT_CLIENT_ID", "1"),
             ("HALO_CLIENT_MAP", "acc-2=2"),
             ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
         ]);
-        Config::from_env(&env).unwrap().outbound.ready().unwrap().clone()
+        Config::from_env(&env).unwrap().cf_webhook.ready().unwrap().clone()
     }
 
     fn incident() -> Incident {
         Incident {
             account_id: Some("ACC-2".into()),
             account_name: Some("Contoso & Sons".into()),
-            incident_id: "inc-<1>".into(),
+            reference: ExternalRef::new("sentinel", "inc-<1>").unwrap(),
             incident_number: 1234,
             title: "Impossible travel".into(),
             description: Some("Alex <script>alert('x')</script> & \"co\"\nsecond line".into()),
             severity: Some("medium".into()),
-            source: "sentinel".into(),
             source_display_name: Some("Microsoft Sentinel".into()),
             owner: Some(Owner { display_name: Some("Alex".into()), email: Some("alex@example.com".into()) }),
             created_at: Some("2026-04-22T14:55:00Z".into()),
@@ -198,17 +199,16 @@ mod tests {
 
     #[test]
     fn ticket_uses_the_maps_and_the_reference_location() {
-        let r = ExternalRef::new("sentinel", "inc-<1>").unwrap();
-        let t = new_ticket(&incident(), &r, &cfg(), RefLocation::Field(TicketRefField::SupplierReference));
+        let t = new_ticket(&incident(), &cfg(), RefLocation::Field(TicketRefField::SupplierReference));
         assert_eq!(t["client_id"], 2, "HALO_CLIENT_MAP is case-insensitive on the account id");
         assert_eq!(t["tickettype_id"], 29);
         assert_eq!(t["priority_id"], 2, "priority is an integer");
         assert_eq!(t["supplier_reference"], "cf|sentinel|inc-<1>");
         assert!(t.get("customfields").is_none());
-        let t = new_ticket(&incident(), &r, &cfg(), RefLocation::CustomField(42));
+        let t = new_ticket(&incident(), &cfg(), RefLocation::CustomField(42));
         assert_eq!(t["customfields"], json!([{"id": 42, "value": "cf|sentinel|inc-<1>"}]));
         assert!(t.get("supplier_reference").is_none() && t.get("thirdpartynumber").is_none());
-        let t = new_ticket(&incident(), &r, &cfg(), RefLocation::Field(TicketRefField::ThirdPartyNumber));
+        let t = new_ticket(&incident(), &cfg(), RefLocation::Field(TicketRefField::ThirdPartyNumber));
         assert_eq!(t["thirdpartynumber"], "cf|sentinel|inc-<1>");
     }
 

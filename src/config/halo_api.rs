@@ -1,0 +1,46 @@
+//! The Halo API client's settings (both directions use it). The client secret lives in `secrets`.
+
+use super::read::{base_url, positive_id, Reader};
+use crate::availability::Availability;
+use crate::domain::{RefLocation, TicketRefField};
+use crate::settings as names;
+
+#[derive(Debug, Clone)]
+pub struct HaloApiConfig {
+    pub auth_url: String,
+    pub api_base_url: String,
+    pub client_id: String,
+    pub tenant: Option<String>,
+    pub scope: String,
+    pub reference: RefLocation,
+}
+
+pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloApiConfig> {
+    let auth_url = r.required_as(names::HALO_AUTH_URL, base_url);
+    let api_base_url = r.required_as(names::HALO_API_BASE_URL, base_url);
+    let client_id = r.required(names::HALO_CLIENT_ID).map(str::to_string);
+    let tenant = r.optional(names::HALO_TENANT).map(str::to_string);
+    let scope = r.optional(names::HALO_SCOPE).unwrap_or("all").to_string();
+    let reference = ref_location(&mut r);
+    r.finish(|| {
+        Some(HaloApiConfig {
+            auth_url: auth_url?,
+            api_base_url: api_base_url?,
+            client_id: client_id?,
+            tenant,
+            scope,
+            reference: reference?,
+        })
+    })
+}
+
+fn ref_location(r: &mut Reader<'_>) -> Option<RefLocation> {
+    if r.optional(names::HALO_EXTERNAL_REF_FIELD_ID).is_some() {
+        return r.optional_as(names::HALO_EXTERNAL_REF_FIELD_ID, positive_id).map(RefLocation::CustomField);
+    }
+    r.optional_as(names::HALO_EXTERNAL_REF_FIELD, |field| match field.to_ascii_lowercase().as_str() {
+        "supplier_reference" => Ok(RefLocation::Field(TicketRefField::SupplierReference)),
+        "thirdpartynumber" => Ok(RefLocation::Field(TicketRefField::ThirdPartyNumber)),
+        other => Err(format!("`{other}` is not one of supplier_reference, thirdpartynumber")),
+    })
+}
