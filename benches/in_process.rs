@@ -53,12 +53,7 @@ fn typical_delivery() -> Delivery {
 }
 
 /// Everything the cf-webhook route does for one delivery that is not I/O, in the route's order.
-fn route_work(
-    d: &Delivery,
-    keys: &[&[u8]],
-    out: &CfWebhookConfig,
-    location: RefLocation,
-) -> usize {
+fn route_work(d: &Delivery, keys: &[&[u8]], out: &CfWebhookConfig, location: RefLocation) -> usize {
     let event_id = EventId::parse(d.event_id).unwrap();
     let headers = SignatureHeaders { signature: Some(&d.signature), timestamp: Some(&d.timestamp) };
     signature::verify(keys, headers, &d.body, TS, out.max_skew).unwrap();
@@ -99,9 +94,7 @@ fn cf_webhook(c: &mut Criterion) {
         b.iter(|| (event_key(black_box(&reference), &event_id), incident_key(black_box(&reference))))
     });
     g.bench_function("details_html", |b| b.iter(|| mapping::details_html(black_box(&incident))));
-    g.bench_function("new_ticket", |b| {
-        b.iter(|| mapping::new_ticket(black_box(&incident), &out, location))
-    });
+    g.bench_function("new_ticket", |b| b.iter(|| mapping::new_ticket(black_box(&incident), &out, location)));
     let ticket = mapping::new_ticket(&incident, &out, location);
     g.bench_function("ticket_body_to_json", |b| {
         b.iter(|| serde_json::to_vec(&Value::Array(vec![black_box(&ticket).clone()])).unwrap())

@@ -7,8 +7,8 @@
 
 use cf_halo_bridge::cf::event::{self, EventError};
 use cf_halo_bridge::cf::signature::{sign, verify, MatchedSecret, SignatureError, SignatureHeaders};
-use cf_halo_bridge::domain::{EventId, ExternalRef, MAX_EVENT_ID_LEN};
 use cf_halo_bridge::directions::halo_webhook::comment_for;
+use cf_halo_bridge::domain::{EventId, ExternalRef, MAX_EVENT_ID_LEN};
 use cf_halo_bridge::halo::model::{list_items, single_item, Action, Ticket};
 use cf_halo_bridge::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use cf_halo_bridge::halo::webhook::ticket_id;

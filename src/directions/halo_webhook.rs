@@ -183,7 +183,8 @@ impl<'a> HaloWebhook<'a> {
         let reserved = || ActionMarker { state: MarkerState::Reserved, claim: Claim::released() };
         let how =
             Claiming { fresh: Some(&reserved), take_over: &|_: &ActionMarker| reserved(), patience: Patience::None };
-        let claim = match self.ctx.claims.acquire(&key, None, how).await? {
+        // Most actions are new: the insert is tried first and doubles as the read.
+        let claim = match self.ctx.claims.acquire(&key, Some(None), how).await? {
             Acquired::Ours { record, .. } => record,
             Acquired::Done(_) => return Ok(Forwarded::AlreadyHandled),
             Acquired::Uncertain(_) => {

@@ -119,7 +119,8 @@ impl<'a> Claimant<'a> {
         self.policy
     }
 
-    /// Claims the record at `key`. `read` is the record as the caller just read it (`None`: read it here).
+    /// Claims the record at `key`. `read` is the record as the caller just read it; `Some(None)` when the caller
+    /// expects none (the insert is tried first and doubles as the read); `None`: read it here.
     pub async fn acquire<T: Guarded>(
         &self,
         key: &Key,

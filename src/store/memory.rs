@@ -2,7 +2,7 @@
 
 use super::{Etag, Key, Props, StoreError, Table};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -11,6 +11,8 @@ pub struct MemoryTable {
     version: AtomicU64,
     /// Every successful write, in order: ("insert" | "replace" | "delete", key, props).
     pub writes: Mutex<Vec<(&'static str, Key, Props)>>,
+    /// Writes still to answer ambiguously (see `answer_next_writes_ambiguously`).
+    ambiguous: AtomicUsize,
 }
 
 impl MemoryTable {
@@ -20,6 +22,16 @@ impl MemoryTable {
 
     fn record(&self, op: &'static str, key: &Key, props: &Props) {
         self.writes.lock().unwrap().push((op, key.clone(), props.clone()));
+    }
+
+    /// The next `n` inserts and replaces land but answer as if they had lost a race (409 / 412): what a storage
+    /// retry of a write whose first answer was lost meets.
+    pub fn answer_next_writes_ambiguously(&self, n: usize) {
+        self.ambiguous.store(n, Ordering::SeqCst);
+    }
+
+    fn landed_ambiguously(&self) -> bool {
+        self.ambiguous.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 
     pub fn snapshot(&self) -> BTreeMap<Key, Props> {
@@ -52,6 +64,9 @@ impl Table for MemoryTable {
         let etag = self.next_etag();
         self.record("insert", key, &props);
         entities.insert(key.clone(), (props, etag.clone()));
+        if self.landed_ambiguously() {
+            return Err(StoreError::Conflict);
+        }
         Ok(etag)
     }
 
@@ -64,6 +79,9 @@ impl Table for MemoryTable {
                 let etag = self.next_etag();
                 self.record("replace", key, &props);
                 entities.insert(key.clone(), (props, etag.clone()));
+                if self.landed_ambiguously() {
+                    return Err(StoreError::Changed);
+                }
                 Ok(etag)
             }
         }

@@ -1,0 +1,133 @@
+//! halo-webhook's claim paths: action markers (Reserved → Sending → Sent) and the close.
+
+use crate::support::{event, incident, live_claim, stale_claim, Rig};
+use cf_halo_bridge::directions::halo_webhook::HaloWebhookOutcome;
+use cf_halo_bridge::domain::TicketId;
+use cf_halo_bridge::store::{action_key, ActionMarker, MarkerState};
+use sandbox::halo::NewAction;
+
+/// A ticket the bridge created for a new incident, and its incident id.
+async fn ticketed(rig: &Rig, id: &str) -> TicketId {
+    rig.app.cf_webhook().unwrap().deliver(&event("e1"), &incident(id, 1)).await.unwrap().ticket_id()
+}
+
+fn note(rig: &Rig, ticket: TicketId, text: &str) -> i64 {
+    rig.halo.add_action(ticket, NewAction::human("Sam Analyst", 5, &format!("<p>{text}</p>"), false))
+}
+
+fn comments(rig: &Rig, id: &str) -> Vec<String> {
+    rig.cf.comments(id).into_iter().map(|c| c.content).collect()
+}
+
+async fn sync(rig: &Rig, ticket: TicketId) -> HaloWebhookOutcome {
+    rig.app.halo_webhook().unwrap().sync(ticket).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_public_note_is_forwarded_once_and_the_creation_never() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-fresh").await;
+    note(&rig, ticket, "first look: benign");
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    let sent = comments(&rig, "h-fresh");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("first look: benign"));
+}
+
+#[tokio::test]
+async fn a_stale_reservation_is_taken_over_and_posted_once() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-stale").await;
+    let action = note(&rig, ticket, "reserved by a crashed webhook");
+    let marker = ActionMarker { state: MarkerState::Reserved, claim: stale_claim() };
+    rig.store.insert(&action_key(ticket, action), &marker).await.unwrap();
+    sync(&rig, ticket).await;
+    assert_eq!(comments(&rig, "h-stale").len(), 1);
+    let stored = rig.store.get::<ActionMarker>(&action_key(ticket, action)).await.unwrap().unwrap().value;
+    assert_eq!(stored.state, MarkerState::Sent);
+}
+
+#[tokio::test]
+async fn a_stale_send_of_unknown_outcome_is_never_repeated_and_does_not_block_the_next() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-unknown").await;
+    let unknown = note(&rig, ticket, "posted, answer lost");
+    note(&rig, ticket, "the next one");
+    let marker = ActionMarker { state: MarkerState::Sending, claim: stale_claim() };
+    rig.store.insert(&action_key(ticket, unknown), &marker).await.unwrap();
+    sync(&rig, ticket).await;
+    let sent = comments(&rig, "h-unknown");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("the next one"));
+}
+
+#[tokio::test]
+async fn a_live_reservation_elsewhere_stops_the_webhook_to_keep_the_order() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-busy").await;
+    let held = note(&rig, ticket, "being posted by another webhook");
+    note(&rig, ticket, "after it");
+    let marker = ActionMarker { state: MarkerState::Reserved, claim: live_claim() };
+    rig.store.insert(&action_key(ticket, held), &marker).await.unwrap();
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert!(comments(&rig, "h-busy").is_empty(), "nothing after an action in flight elsewhere is posted first");
+}
+
+#[tokio::test]
+async fn our_own_reservation_landed_by_a_storage_retry_is_posted_once() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-own").await;
+    note(&rig, ticket, "ambiguous insert");
+    rig.table.answer_next_writes_ambiguously(1);
+    sync(&rig, ticket).await;
+    assert_eq!(comments(&rig, "h-own").len(), 1);
+}
+
+#[tokio::test]
+async fn a_close_is_mirrored_once_and_not_while_another_holds_it() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-close").await;
+    rig.halo.set_status(ticket, 9, "Closed", true);
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: true });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert_eq!(rig.cf.status_changes("h-close").len(), 1);
+
+    let other = ticketed(&rig, "h-close-held").await;
+    let key = cf_halo_bridge::store::ticket_key(other);
+    rig.store
+        .update::<cf_halo_bridge::store::TicketRecord, _>(&key, |r| {
+            r.close = cf_halo_bridge::store::CloseState::Closing;
+            r.close_claim = live_claim();
+            true
+        })
+        .await
+        .unwrap();
+    rig.halo.set_status(other, 9, "Closed", true);
+    assert_eq!(sync(&rig, other).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert!(rig.cf.status_changes("h-close-held").is_empty(), "the holder mirrors it, not us");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_webhooks_forward_each_note_once_in_order() {
+    let rig = std::sync::Arc::new(Rig::new());
+    let ticket = ticketed(&rig, "h-race").await;
+    for n in 0..5 {
+        note(&rig, ticket, &format!("note {n}"));
+    }
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.app.halo_webhook().unwrap().sync(ticket).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    // A webhook that stopped behind another's in-flight action leaves the rest to the next webhook.
+    sync(&rig, ticket).await;
+    let sent = comments(&rig, "h-race");
+    let expected: Vec<String> = (0..5).map(|n| format!("note {n}")).collect();
+    let order: Vec<String> = sent.iter().map(|c| c.lines().last().unwrap_or_default().to_string()).collect();
+    assert_eq!(order, expected, "each note once, oldest first");
+}
