@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN_BICEP = INFRA / "main.bicep"
 MAIN_BICEPPARAM = INFRA / "main.bicepparam"
-HANDLER_DEBUG = ROOT / "target" / "debug" / "handler"
+# cargo builds into $CARGO_TARGET_DIR when it is set (as `cargo build` below does), else into target/.
+HANDLER_DEBUG = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "handler"
 
 # Connection-string forms the binary reads but the deployment replaces by identity-based settings.
 NOT_SET = {"StateStorage", "AzureWebJobsStorage"}
