@@ -327,10 +327,11 @@ var digits = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
 var lowerAlphanumerics = concat(lowerLetters, digits)
 var lowerAlphanumericsAndHyphen = concat(lowerAlphanumerics, ['-'])
 
-var appNameValid = length(split(toLower(appName), lowerAlphanumericsAndHyphen)) == length(appName) + 1 && !startsWith(appName, '-') && !endsWith(appName, '-')
-var keyVaultNameValid = length(split(toLower(keyVaultName), lowerAlphanumericsAndHyphen)) == length(keyVaultName) + 1 && contains(lowerLetters, first(toLower(keyVaultName))) && !endsWith(keyVaultName, '-') && !contains(keyVaultName, '--')
-var storageAccountNameValid = length(split(storageAccountName, lowerAlphanumerics)) == length(storageAccountName) + 1
-var stateTableNameValid = length(split(toLower(stateTableName), lowerAlphanumerics)) == length(stateTableName) + 1 && contains(lowerLetters, first(toLower(stateTableName)))
+// Each clause in parentheses: pycep-parser, which the offline tests and checkov use, gets && / == / + precedence wrong.
+var appNameValid = (length(split(toLower(appName), lowerAlphanumericsAndHyphen)) == (length(appName) + 1)) && (!startsWith(appName, '-')) && (!endsWith(appName, '-'))
+var keyVaultNameValid = (length(split(toLower(keyVaultName), lowerAlphanumericsAndHyphen)) == (length(keyVaultName) + 1)) && (contains(lowerLetters, first(toLower(keyVaultName)))) && (!endsWith(keyVaultName, '-')) && (!contains(keyVaultName, '--'))
+var storageAccountNameValid = (length(split(storageAccountName, lowerAlphanumerics)) == (length(storageAccountName) + 1))
+var stateTableNameValid = (length(split(toLower(stateTableName), lowerAlphanumerics)) == (length(stateTableName) + 1)) && (contains(lowerLetters, first(toLower(stateTableName))))
 
 var appNameProblem = appNameValid ? [] : ['appName must be letters, digits and hyphens, not starting or ending with a hyphen']
 var keyVaultNameProblem = keyVaultNameValid ? [] : ['keyVaultName must be letters, digits and hyphens, start with a letter, end with a letter or digit, and have no two hyphens in a row']
