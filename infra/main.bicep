@@ -1,8 +1,15 @@
 // ContraForce <-> HaloPSA bridge: one Azure Functions custom handler (`handler`) on a Flex Consumption plan.
 //
-// Deploy at resource-group scope:
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+// Deploy at resource-group scope with a parameter file kept next to this file (its `using './main.bicep'` resolves
+// here; Bicep refuses `-f` together with a .bicepparam file):
+//   cp infra/main.bicepparam infra/main.local.bicepparam      # git-ignored; fill in the '<...>' values
+//   az deployment group create -g <rg> -n main -p infra/main.local.bicepparam
 // then publish the package built by scripts/package (see docs/deploy.md).
+//
+// Names: Bicep has no regular-expression decorator, so each name parameter carries the length limits of every name
+// derived from it (@minLength/@maxLength, checked before anything is deployed) and its character rules are checked by
+// `nameProblems` below; the rule of each resource type is written next to the parameter
+// (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules).
 //
 // Plain resources only (no registry modules), so `bicep build` needs nothing but this file.
 // The app settings set below are exactly the settings `handler --list-settings` names (minus the connection-string
@@ -15,9 +22,13 @@ targetScope = 'resourceGroup'
 // Deployment shape
 // ---------------------------------------------------------------------------------------------------------------
 
-@description('Name of the function app (globally unique: it becomes <appName>.azurewebsites.net).')
+// Rules (resource-name-rules): sites 2-60, alphanumerics and hyphens, not starting or ending with a hyphen;
+// serverfarms 'plan-<appName>' 1-60 (so appName <= 55); Log Analytics 'log-<appName>' 4-63, alphanumerics and hyphens,
+// starting and ending with an alphanumeric; private endpoints 'pe-<appName>-vault' 2-64; virtual network 'vnet-<appName>'
+// 2-64; user-assigned identity 'id-<appName>' 3-128; Application Insights, action group and alert names 1-260.
+@description('Name of the function app (globally unique: it becomes <appName>.azurewebsites.net). 2-55 letters, digits and hyphens, not starting or ending with a hyphen (55: plan-<appName> must fit in 60).')
 @minLength(2)
-@maxLength(60)
+@maxLength(55)
 param appName string
 
 @description('Azure region of every resource.')
@@ -31,12 +42,15 @@ param location string = resourceGroup().location
 ])
 param directions string = 'both'
 
-@description('Name of the Key Vault (3-24 characters). Change it when a soft-deleted vault of the default name still exists (purge protection keeps it for 90 days).')
+// Rule (resource-name-rules, Microsoft.KeyVault/vaults): 3-24, alphanumerics and hyphens, starting with a letter, ending
+// with a letter or digit, no two hyphens in a row; globally unique, and a soft-deleted vault keeps its name.
+@description('Name of the Key Vault: 3-24 letters, digits and hyphens, starting with a letter, ending with a letter or digit, no "--". Change it when a soft-deleted vault of that name still exists (purge protection keeps it for 90 days; docs/deploy.md).')
 @minLength(3)
 @maxLength(24)
 param keyVaultName string = 'kv-${uniqueString(resourceGroup().id, appName)}'
 
-@description('Name of the storage account (3-24 lowercase letters and digits).')
+// Rule (resource-name-rules, Microsoft.Storage/storageAccounts): 3-24 lowercase letters and digits, globally unique.
+@description('Name of the storage account: 3-24 lowercase letters and digits.')
 @minLength(3)
 @maxLength(24)
 param storageAccountName string = 'st${uniqueString(resourceGroup().id, appName)}'
@@ -61,6 +75,53 @@ param maximumInstanceCount int = 40
 @minValue(30)
 @maxValue(730)
 param logRetentionInDays int = 30
+
+@description('Tags put on every resource that takes tags (names up to 512 characters, values up to 256; none of < > % & \\ ? /).')
+param tags object = {
+  workload: 'contraforce-halopsa-bridge'
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Network
+// ---------------------------------------------------------------------------------------------------------------
+
+@description('public: storage and Key Vault answer on their public endpoints (identity-only access). private: the app is integrated into a virtual network created here, storage (blob, queue, table) and Key Vault are reached through private endpoints with private DNS zones, their public network access is off, and the app\'s outbound traffic leaves through a NAT gateway with one static address.')
+@allowed([
+  'public'
+  'private'
+])
+param networkMode string = 'public'
+
+@description('private mode: address space of the virtual network.')
+param vnetAddressPrefix string = '10.90.0.0/16'
+
+@description('private mode: subnet delegated to Microsoft.App/environments for the Flex Consumption app (one address per instance: size it for maximumInstanceCount).')
+param appSubnetPrefix string = '10.90.0.0/24'
+
+@description('private mode: subnet of the private endpoints (blob, queue, table, vault).')
+param privateEndpointSubnetPrefix string = '10.90.1.0/24'
+
+@description('Inbound allow-list: ContraForce\'s egress addresses (CIDR, e.g. 203.0.113.10/32). When this list or haloEgressAddresses is not empty, the site answers only these addresses and haloEgressAddresses; both empty: no restriction (the function keys and the webhook signatures still apply).')
+param contraForceEgressAddresses array = []
+
+@description('Inbound allow-list: Halo\'s egress addresses (CIDR). See contraForceEgressAddresses.')
+param haloEgressAddresses array = []
+
+// ---------------------------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------------------------
+
+@description('E-mail address that receives the alerts (an action group is created for it); empty: the alerts fire in Azure Monitor only.')
+param alertEmail string = ''
+
+@description('Handler 5xx alert: the share of requests answered 5xx, in percent, above which it fires (over 15 minutes).')
+@minValue(1)
+@maxValue(100)
+param http5xxPercentThreshold int = 5
+
+@description('Handler 5xx alert: fewest requests in the 15-minute window for the share to count (avoids firing on one failed request).')
+@minValue(1)
+param http5xxMinimumRequests int = 5
 
 // ---------------------------------------------------------------------------------------------------------------
 // Secrets. Each Key Vault secret is created only when its value is given here; otherwise set it later with
@@ -170,7 +231,8 @@ param cfCloseClassificationReason string = 'InaccurateData'
 // State, Key Vault reads, general
 // ---------------------------------------------------------------------------------------------------------------
 
-@description('STATE_TABLE_NAME: the Table Storage table holding the bridge state (created here).')
+// Rule (resource-name-rules, storageAccounts/tableServices/tables): 3-63 alphanumerics, starting with a letter.
+@description('STATE_TABLE_NAME: the Table Storage table holding the bridge state (created here). 3-63 letters and digits, starting with a letter.')
 @minLength(3)
 @maxLength(63)
 param stateTableName string = 'bridgestate'
@@ -211,21 +273,85 @@ var secretNames = {
 
 var deploymentContainerName = 'app-package'
 
+// Durable work (built in a later step): the queue the handler enqueues to and a queue trigger reads, and the queue the
+// Functions host moves a message to after maxDequeueCount failed attempts (always '<queue>-poison'). Both are created
+// here so the dead-letter alert and the queue role exist before the code that uses them.
+var workQueueName = 'work-items'
+var poisonQueueName = '${workQueueName}-poison'
+
 // Built-in role definition ids.
 var roleIds = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
+
+var privateNetworking = networkMode == 'private'
+
+// Every name derived from a parameter.
+var names = {
+  identity: 'id-${appName}'
+  logAnalytics: 'log-${appName}'
+  appInsights: 'appi-${appName}'
+  plan: 'plan-${appName}'
+  vnet: 'vnet-${appName}'
+  appSubnet: 'snet-app'
+  privateEndpointSubnet: 'snet-private-endpoints'
+  appSubnetNsg: 'nsg-${appName}-app'
+  privateEndpointSubnetNsg: 'nsg-${appName}-pe'
+  natGateway: 'nat-${appName}'
+  natPublicIp: 'pip-${appName}-nat'
+  actionGroup: 'ag-${appName}'
+  alert5xx: 'alert-${appName}-handler-5xx'
+  alertDeadLetters: 'alert-${appName}-dead-letters'
+  alertRestarts: 'alert-${appName}-handler-restarts'
+}
+
+// Private DNS zones of the private endpoints (Azure public cloud names).
+var privateDnsZoneNames = {
+  blob: 'privatelink.blob.${environment().suffixes.storage}'
+  queue: 'privatelink.queue.${environment().suffixes.storage}'
+  table: 'privatelink.table.${environment().suffixes.storage}'
+  vault: 'privatelink.vaultcore.azure.net'
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Character rules of the names (the length rules are the parameters' decorators). A string has only characters of a set
+// when splitting it at every character of the set leaves length + 1 empty pieces.
+// ---------------------------------------------------------------------------------------------------------------
+
+var lowerLetters = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z']
+var digits = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
+var lowerAlphanumerics = concat(lowerLetters, digits)
+var lowerAlphanumericsAndHyphen = concat(lowerAlphanumerics, ['-'])
+
+// Each clause in parentheses: pycep-parser, which the offline tests and checkov use, gets && / == / + precedence wrong.
+var appNameValid = (length(split(toLower(appName), lowerAlphanumericsAndHyphen)) == (length(appName) + 1)) && (!startsWith(appName, '-')) && (!endsWith(appName, '-'))
+var keyVaultNameValid = (length(split(toLower(keyVaultName), lowerAlphanumericsAndHyphen)) == (length(keyVaultName) + 1)) && (contains(lowerLetters, first(toLower(keyVaultName)))) && (!endsWith(keyVaultName, '-')) && (!contains(keyVaultName, '--'))
+var storageAccountNameValid = (length(split(storageAccountName, lowerAlphanumerics)) == (length(storageAccountName) + 1))
+var stateTableNameValid = (length(split(toLower(stateTableName), lowerAlphanumerics)) == (length(stateTableName) + 1)) && (contains(lowerLetters, first(toLower(stateTableName))))
+
+var appNameProblem = appNameValid ? [] : ['appName must be letters, digits and hyphens, not starting or ending with a hyphen']
+var keyVaultNameProblem = keyVaultNameValid ? [] : ['keyVaultName must be letters, digits and hyphens, start with a letter, end with a letter or digit, and have no two hyphens in a row']
+var storageAccountNameProblem = storageAccountNameValid ? [] : ['storageAccountName must be lowercase letters and digits only']
+var stateTableNameProblem = stateTableNameValid ? [] : ['stateTableName must be letters and digits, starting with a letter']
+var nameProblems = concat(appNameProblem, keyVaultNameProblem, storageAccountNameProblem, stateTableNameProblem)
+
+// Evaluated with the identity's name, which every other resource waits on, so a bad name stops the deployment at
+// template validation, before anything is created: the error names the missing property, i.e. the first problem.
+var noProperties = json('{}')
+var nameCheck = empty(nameProblems) ? '' : noProperties[first(nameProblems)]
 
 // ---------------------------------------------------------------------------------------------------------------
 // Identity (created first; every role below is granted to it before the app starts)
 // ---------------------------------------------------------------------------------------------------------------
 
 resource uami 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
-  name: 'id-${appName}'
+  name: '${names.identity}${nameCheck}'
   location: location
+  tags: tags
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -233,8 +359,9 @@ resource uami 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
 // ---------------------------------------------------------------------------------------------------------------
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
-  name: 'log-${appName}'
+  name: names.logAnalytics
   location: location
+  tags: tags
   properties: {
     sku: {
       name: 'PerGB2018'
@@ -244,8 +371,9 @@ resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
-  name: 'appi-${appName}'
+  name: names.appInsights
   location: location
+  tags: tags
   kind: 'web'
   properties: {
     Application_Type: 'web'
@@ -261,6 +389,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
   location: location
+  tags: tags
   kind: 'StorageV2'
   sku: {
     name: 'Standard_LRS'
@@ -268,9 +397,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   properties: {
     allowSharedKeyAccess: false
     allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     defaultToOAuthAuthentication: true
+    // private: reachable only through the private endpoints below.
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: privateNetworking ? 'None' : 'AzureServices'
+    }
   }
 }
 
@@ -297,13 +433,44 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: stateTableName
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: poisonQueueName
+}
+
+// Queue writes (PutMessage, ...) go to Log Analytics: the dead-letter alert looks for messages put on the poison queue.
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'queue-writes-to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+    ]
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
-// Key Vault (RBAC, soft delete, purge protection) and its secrets
+// Key Vault (RBAC, soft delete, purge protection, audit log) and its secrets
 // ---------------------------------------------------------------------------------------------------------------
 
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: keyVaultName
   location: location
+  tags: tags
   properties: {
     tenantId: tenant().tenantId
     sku: {
@@ -314,43 +481,419 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
+    // private: reachable only through the private endpoint below (secrets given to this template are written through
+    // Azure Resource Manager, which the firewall does not stop).
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+// Every data-plane operation on the vault (who read or set which secret, from where) goes to Log Analytics.
+resource keyVaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: keyVault
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 
 resource cfWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (outboundEnabled && !empty(cfWebhookSecret)) {
   parent: keyVault
   name: secretNames.cfWebhook
+  tags: tags
   properties: {
     value: cfWebhookSecret
+    contentType: 'text/plain; ContraForce webhook signing secret'
   }
 }
 
 resource haloClientSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(haloClientSecret)) {
   parent: keyVault
   name: secretNames.haloClient
+  tags: tags
   properties: {
     value: haloClientSecret
+    contentType: 'text/plain; Halo API application client secret'
   }
 }
 
 resource haloWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (inboundEnabled && !empty(haloWebhookSecret)) {
   parent: keyVault
   name: secretNames.haloWebhook
+  tags: tags
   properties: {
     value: haloWebhookSecret
+    contentType: 'text/plain; Halo webhook shared secret'
   }
 }
 
 resource cfServiceAccountClientSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (inboundEnabled && !empty(cfServiceAccountClientSecret)) {
   parent: keyVault
   name: secretNames.cfServiceAccountClient
+  tags: tags
   properties: {
     value: cfServiceAccountClientSecret
+    contentType: 'text/plain; ContraForce service account client secret'
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Role assignments: exactly these four, all to the user-assigned identity
+// Private networking (networkMode 'private'): virtual network, NAT gateway, private endpoints and their DNS zones
+// ---------------------------------------------------------------------------------------------------------------
+
+resource appSubnetNsg 'Microsoft.Network/networkSecurityGroups@2024-05-01' = if (privateNetworking) {
+  name: names.appSubnetNsg
+  location: location
+  tags: tags
+  properties: {
+    securityRules: []
+  }
+}
+
+resource privateEndpointSubnetNsg 'Microsoft.Network/networkSecurityGroups@2024-05-01' = if (privateNetworking) {
+  name: names.privateEndpointSubnetNsg
+  location: location
+  tags: tags
+  properties: {
+    securityRules: []
+  }
+}
+
+// One static outbound address for the calls to Halo and ContraForce (Flex routes all of an integrated app's outbound
+// traffic through the virtual network; new subnets get no default outbound access).
+resource natPublicIp 'Microsoft.Network/publicIPAddresses@2024-05-01' = if (privateNetworking) {
+  name: names.natPublicIp
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+  }
+  properties: {
+    publicIPAllocationMethod: 'Static'
+    publicIPAddressVersion: 'IPv4'
+  }
+}
+
+resource natGateway 'Microsoft.Network/natGateways@2024-05-01' = if (privateNetworking) {
+  name: names.natGateway
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+  }
+  properties: {
+    publicIpAddresses: [
+      {
+        id: natPublicIp.id
+      }
+    ]
+  }
+}
+
+resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = if (privateNetworking) {
+  name: names.vnet
+  location: location
+  tags: tags
+  properties: {
+    addressSpace: {
+      addressPrefixes: [
+        vnetAddressPrefix
+      ]
+    }
+    subnets: [
+      {
+        name: names.appSubnet
+        properties: {
+          addressPrefix: appSubnetPrefix
+          defaultOutboundAccess: false
+          networkSecurityGroup: {
+            id: appSubnetNsg.id
+          }
+          natGateway: {
+            id: natGateway.id
+          }
+          delegations: [
+            {
+              name: 'flex-consumption'
+              properties: {
+                serviceName: 'Microsoft.App/environments'
+              }
+            }
+          ]
+        }
+      }
+      {
+        name: names.privateEndpointSubnet
+        properties: {
+          addressPrefix: privateEndpointSubnetPrefix
+          defaultOutboundAccess: false
+          networkSecurityGroup: {
+            id: privateEndpointSubnetNsg.id
+          }
+          privateEndpointNetworkPolicies: 'Disabled'
+        }
+      }
+    ]
+  }
+}
+
+var appSubnetId = resourceId('Microsoft.Network/virtualNetworks/subnets', names.vnet, names.appSubnet)
+var privateEndpointSubnetId = resourceId('Microsoft.Network/virtualNetworks/subnets', names.vnet, names.privateEndpointSubnet)
+
+// Blob (host storage, deployment package), queue (durable work) and table (state) each need their own endpoint and zone.
+resource blobDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (privateNetworking) {
+  name: privateDnsZoneNames.blob
+  location: 'global'
+  tags: tags
+}
+
+resource blobDnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (privateNetworking) {
+  parent: blobDnsZone
+  name: names.vnet
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource blobPrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-05-01' = if (privateNetworking) {
+  name: 'pe-${appName}-blob'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'blob'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'blob'
+          ]
+        }
+      }
+    ]
+  }
+  dependsOn: [
+    vnet
+  ]
+}
+
+resource blobDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-05-01' = if (privateNetworking) {
+  parent: blobPrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'blob'
+        properties: {
+          privateDnsZoneId: blobDnsZone.id
+        }
+      }
+    ]
+  }
+}
+
+resource queueDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (privateNetworking) {
+  name: privateDnsZoneNames.queue
+  location: 'global'
+  tags: tags
+}
+
+resource queueDnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (privateNetworking) {
+  parent: queueDnsZone
+  name: names.vnet
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource queuePrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-05-01' = if (privateNetworking) {
+  name: 'pe-${appName}-queue'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'queue'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'queue'
+          ]
+        }
+      }
+    ]
+  }
+  dependsOn: [
+    vnet
+  ]
+}
+
+resource queueDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-05-01' = if (privateNetworking) {
+  parent: queuePrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'queue'
+        properties: {
+          privateDnsZoneId: queueDnsZone.id
+        }
+      }
+    ]
+  }
+}
+
+resource tableDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (privateNetworking) {
+  name: privateDnsZoneNames.table
+  location: 'global'
+  tags: tags
+}
+
+resource tableDnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (privateNetworking) {
+  parent: tableDnsZone
+  name: names.vnet
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource tablePrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-05-01' = if (privateNetworking) {
+  name: 'pe-${appName}-table'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'table'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'table'
+          ]
+        }
+      }
+    ]
+  }
+  dependsOn: [
+    vnet
+  ]
+}
+
+resource tableDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-05-01' = if (privateNetworking) {
+  parent: tablePrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'table'
+        properties: {
+          privateDnsZoneId: tableDnsZone.id
+        }
+      }
+    ]
+  }
+}
+
+resource vaultDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (privateNetworking) {
+  name: privateDnsZoneNames.vault
+  location: 'global'
+  tags: tags
+}
+
+resource vaultDnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (privateNetworking) {
+  parent: vaultDnsZone
+  name: names.vnet
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource vaultPrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-05-01' = if (privateNetworking) {
+  name: 'pe-${appName}-vault'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'vault'
+        properties: {
+          privateLinkServiceId: keyVault.id
+          groupIds: [
+            'vault'
+          ]
+        }
+      }
+    ]
+  }
+  dependsOn: [
+    vnet
+  ]
+}
+
+resource vaultDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-05-01' = if (privateNetworking) {
+  parent: vaultPrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'vault'
+        properties: {
+          privateDnsZoneId: vaultDnsZone.id
+        }
+      }
+    ]
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Role assignments: exactly these five, all to the user-assigned identity
 // ---------------------------------------------------------------------------------------------------------------
 
 resource kvSecretsUserAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -378,6 +921,18 @@ resource tableDataContributorAssignment 'Microsoft.Authorization/roleAssignments
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageTableDataContributor)
+    principalId: uami.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Durable work: the handler enqueues and a queue trigger (identity-based AzureWebJobsStorage connection) reads,
+// deletes and moves poison messages, which needs Storage Queue Data Contributor on the account.
+resource queueDataContributorAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, uami.id, roleIds.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
     principalId: uami.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -613,8 +1168,9 @@ var appSettings = concat(commonSettings, outboundEnabled ? outboundSettings : []
 // ---------------------------------------------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  name: 'plan-${appName}'
+  name: names.plan
   location: location
+  tags: tags
   kind: 'functionapp'
   sku: {
     name: 'FC1'
@@ -625,9 +1181,28 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// Inbound allow-list: ContraForce's and Halo's egress addresses, when given. Both webhook functions live on this one
+// site, so both lists apply to both routes. The deployment (SCM) endpoint keeps its own, unrestricted list: it accepts
+// Microsoft Entra tokens only (basic publishing credentials are off below).
+var contraForceAllowRules = [for i in range(0, length(contraForceEgressAddresses)): {
+  name: 'contraforce-${i}'
+  ipAddress: contraForceEgressAddresses[i]
+  action: 'Allow'
+  priority: 100 + i
+}]
+var haloAllowRules = [for i in range(0, length(haloEgressAddresses)): {
+  name: 'halo-${i}'
+  ipAddress: haloEgressAddresses[i]
+  action: 'Allow'
+  priority: 200 + i
+}]
+var allowListRules = concat(contraForceAllowRules, haloAllowRules)
+var inboundRestricted = !empty(allowListRules)
+
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
   location: location
+  tags: tags
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -639,6 +1214,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: uami.id
+    // private: outbound traffic (storage, Key Vault references and reads, Halo, ContraForce) leaves through the
+    // delegated subnet; Flex routes all of it there without vnetRouteAllEnabled.
+    virtualNetworkSubnetId: privateNetworking ? appSubnetId : null
+    // The webhooks must stay reachable from ContraForce and Halo: inbound is limited by the allow-list, the function
+    // keys and the webhook signatures instead.
+    publicNetworkAccess: 'Enabled'
     functionAppConfig: {
       deployment: {
         storage: {
@@ -663,6 +1244,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      ipSecurityRestrictions: allowListRules
+      ipSecurityRestrictionsDefaultAction: inboundRestricted ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: false
       appSettings: appSettings
     }
   }
@@ -671,15 +1255,184 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     kvSecretsUserAssignment
     blobDataOwnerAssignment
     tableDataContributorAssignment
+    queueDataContributorAssignment
     metricsPublisherAssignment
     // Created in this deployment when given, so the first start resolves them.
     deploymentContainer
     stateTable
+    workQueue
+    poisonQueue
     cfWebhookSecretResource
     haloClientSecretResource
     haloWebhookSecretResource
     cfServiceAccountClientSecretResource
+    // private: the endpoints and their DNS records exist before the first start reaches storage and the vault.
+    blobDnsZoneGroup
+    queueDnsZoneGroup
+    tableDnsZoneGroup
+    vaultDnsZoneGroup
+    blobDnsZoneLink
+    queueDnsZoneLink
+    tableDnsZoneLink
+    vaultDnsZoneLink
   ]
+}
+
+// Basic (user name and password) publishing credentials off for both the SCM (Kudu, zip deploy) and FTP endpoints:
+// `az functionapp deployment source config-zip` (Azure CLI 2.48.1+) then deploys with the signed-in Microsoft Entra
+// identity instead (https://learn.microsoft.com/azure/app-service/configure-basic-auth-disable).
+resource scmBasicPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Alerts (docs/operations.md says what each means and what to do). Without alertEmail they still fire, in Azure Monitor.
+// ---------------------------------------------------------------------------------------------------------------
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: names.actionGroup
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'cf-halo'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+var alertActions = {
+  actionGroups: empty(alertEmail) ? [] : [
+    actionGroup.id
+  ]
+}
+
+// The handler's own start line (src/startup.rs) and its failed-start line (src/main.rs); the host restarts a handler
+// that exits, so several of them from one instance within the window mean it keeps crashing or failing to start.
+var handlerStartedMessage = 'listening addr='
+var handlerStartFailedMessage = 'start failed'
+
+resource handler5xxAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: names.alert5xx
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Bridge handler answers 5xx'
+    description: 'More than ${http5xxPercentThreshold}% of the requests to cf-webhook and halo-webhook were answered 5xx in 15 minutes (at least ${http5xxMinimumRequests} requests). See docs/operations.md.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | summarize total = count(), failed = countif(toint(resultCode) >= 500) | where total >= ${http5xxMinimumRequests} | extend failedPercent = 100.0 * failed / total'
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'failedPercent'
+          operator: 'GreaterThan'
+          threshold: http5xxPercentThreshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: alertActions
+  }
+}
+
+// Waits on durable work: nothing is ever put on the poison queue, and no request is ever logged dead-lettered, until
+// the queue trigger of the durable-work step exists. Two signals, so it works however that step dead-letters: the host
+// moving a message to the poison queue (queue write logs above), or a handler log line whose outcome is dead-lettered.
+resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: names.alertDeadLetters
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Bridge work dead-lettered'
+    description: 'A work item reached the poison queue ${poisonQueueName} or was logged with outcome dead-lettered: it will not be retried by itself. See docs/operations.md.'
+    severity: 1
+    enabled: true
+    scopes: [
+      logAnalytics.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'union isfuzzy=true (StorageQueueLogs | where OperationName == "PutMessage" and ObjectKey contains "/${poisonQueueName}"), (AppTraces | where Message contains "outcome=\\"dead-lettered\\"" or Message contains "\\"outcome\\":\\"dead-lettered\\"")'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    skipQueryValidation: true
+    actions: alertActions
+  }
+}
+
+resource handlerRestartAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: names.alertRestarts
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Bridge handler restarting repeatedly'
+    description: 'One instance started the handler (or failed to) 3 or more times in 30 minutes. See docs/operations.md.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT10M'
+    windowSize: 'PT30M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message contains "${handlerStartedMessage}" or message contains "${handlerStartFailedMessage}" | summarize starts = count() by cloud_RoleInstance | where starts >= 3'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: alertActions
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -695,3 +1448,9 @@ output keyVaultName string = keyVault.name
 output storageAccountName string = storage.name
 output identityClientId string = uami.properties.clientId
 output deployedDirections string = directions
+output deployedNetworkMode string = networkMode
+// private: the one address the bridge calls Halo and ContraForce from (for their allow-lists); public: empty (Flex
+// Consumption has no fixed outbound address).
+output outboundIpAddress string = privateNetworking ? natPublicIp.properties.ipAddress : ''
+output workQueueName string = workQueueName
+output poisonQueueName string = poisonQueueName

@@ -1,11 +1,16 @@
-// Parameters for infra/main.bicep. PLACEHOLDERS ONLY: replace every '<...>' value before deploying
-// (a copy outside the repository is a good place for the real values), and never put a secret in this file.
+// Parameters for infra/main.bicep. PLACEHOLDERS ONLY: never put a real value or a secret in this file.
 //
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+// Copy it NEXT TO IT under the git-ignored name main.local.bicepparam (its `using './main.bicep'` then still resolves),
+// replace every '<...>' there, and deploy without -f (Azure CLI 2.53+ takes the template from `using`, and refuses
+// -f together with a .bicepparam file):
+//
+//   cp infra/main.bicepparam infra/main.local.bicepparam
+//   az deployment group create -g <rg> -n main -p infra/main.local.bicepparam
 //
 // Secrets: leave them out of the deployment and set them afterwards with `az keyvault secret set` (docs/deploy.md),
-// or export the BRIDGE_* variables read below in the shell that runs the deployment; an empty value creates no
-// Key Vault secret and leaves an existing one alone.
+// or export the BRIDGE_* variables read below in the shell that runs the deployment (required in private mode, where
+// the vault is not reachable from outside its virtual network); an empty value creates no Key Vault secret and leaves
+// an existing one alone.
 using './main.bicep'
 
 // --- deployment shape ------------------------------------------------------------------------------------------
@@ -14,6 +19,14 @@ param appName = '<function-app-name>'
 param directions = 'both'
 // true: the handler also reads its secrets from Key Vault directly (sets KEY_VAULT_URI).
 param directKeyVaultReads = false
+// 'public' (storage and Key Vault on public endpoints, identity-only) or 'private' (virtual network, private endpoints,
+// public network access off; docs/deploy.md, "Private mode").
+param networkMode = 'public'
+// Inbound allow-list (CIDR), e.g. ['203.0.113.10/32']; both empty: no address restriction.
+param contraForceEgressAddresses = []
+param haloEgressAddresses = []
+// Alerts by e-mail (docs/operations.md); '' = they show in Azure Monitor only.
+param alertEmail = ''
 
 // --- Halo API (both directions) ------------------------------------------------------------------------------
 param haloAuthUrl = '<https://yourname.halopsa.com/auth>'

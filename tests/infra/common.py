@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN_BICEP = INFRA / "main.bicep"
 MAIN_BICEPPARAM = INFRA / "main.bicepparam"
-HANDLER_DEBUG = ROOT / "target" / "debug" / "handler"
+# cargo builds into $CARGO_TARGET_DIR when it is set (as `cargo build` below does), else into target/.
+HANDLER_DEBUG = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "handler"
 
 # Connection-string forms the binary reads but the deployment replaces by identity-based settings.
 NOT_SET = {"StateStorage", "AzureWebJobsStorage"}
@@ -44,6 +46,7 @@ FORBIDDEN_SETTINGS = {
 ROLE_KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 ROLE_STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+ROLE_STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 ROLE_MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 
@@ -143,6 +146,10 @@ def function_call(expr: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+# Deployment functions with one value in Azure's public cloud (the template names no other cloud).
+KNOWN_EXPRESSIONS = {"environment().suffixes.storage": "core.windows.net"}
+
+
 class Evaluator:
     """Evaluates the few expression forms the template uses to choose its app settings and secrets, for given
     parameter values. Unknown expressions (resource properties, ...) come back as an `Opaque` holding the expression."""
@@ -154,18 +161,25 @@ class Evaluator:
             self.values[name] = params[name] if name in params else p.get("default")
         self.params = set(doc["parameters"])
         self.variables = doc["variables"]
+        self.locals: dict[str, Any] = {}
 
     def __call__(self, expr: Any) -> Any:
         if isinstance(expr, str):
+            if expr in self.locals:
+                return self.locals[expr]
             if expr in self.params:
                 return self.values[expr]
             if expr in self.variables:
                 return self(self.variables[expr]["value"])
+            if "${" in expr:
+                return self.interpolate(expr)
             return expr
         if isinstance(expr, (bool, int, float)) or expr is None:
             return expr
         if isinstance(expr, list):
             return [self(e) for e in expr]
+        if isinstance(expr, dict) and "loop_type" in expr:
+            return self.loop(expr)
         if isinstance(expr, dict) and "operator" in expr:
             op = expr["operator"]["type"]
             ops = expr["operator"]["operands"]
@@ -181,6 +195,14 @@ class Evaluator:
                 return self(ops["operand_1"]) == self(ops["operand_2"])
             if op == "not_equals":
                 return self(ops["operand_1"]) != self(ops["operand_2"])
+            if op == "index_accessor":
+                container, index = self(ops["operand_1"]), self(ops["operand_2"])
+                if isinstance(container, list) and isinstance(index, int) or isinstance(container, dict) and isinstance(index, str):
+                    return container[index]
+                return Opaque(expr)
+            if op == "add":
+                a, b = self(ops["operand_1"]), self(ops["operand_2"])
+                return a + b if isinstance(a, int) and isinstance(b, int) else Opaque(expr)
             if op == "property_accessor":
                 path = accessor_path(expr)
                 if path and path[0] in self.variables:
@@ -202,10 +224,73 @@ class Evaluator:
             if name == "empty":
                 value = self(args["item_to_test"])
                 return value in ("", None, [], {})
-            return Opaque(expr)
+            return self.string_function(name, args, expr)
         if isinstance(expr, dict):
             return {k: self(v) for k, v in expr.items()}
         return Opaque(expr)
+
+
+    def loop(self, expr: dict[str, Any]) -> Any:
+        """`[for x in array: body]` (no index form, no filter)."""
+        detail = expr["loop_type"]["detail"]
+        items = self(detail["array_name"])
+        if not isinstance(items, list) or expr.get("condition") is not None:
+            return Opaque(expr)
+        out = []
+        saved = dict(self.locals)
+        try:
+            for item in items:
+                self.locals[detail["item_name"]] = item
+                out.append(self(expr["config"]))
+        finally:
+            self.locals = saved
+        return out
+
+    def string_function(self, name: str, args: dict[str, Any], expr: Any) -> Any:
+        """The ARM string functions the name rules use, with ARM's semantics (split keeps empty pieces)."""
+        values = {k: self(v) for k, v in args.items()}
+        if any(isinstance(v, Opaque) for v in values.values()):
+            return Opaque(expr)
+        if name == "range":
+            return list(range(values["start_index"], values["start_index"] + values["count"]))
+        if name == "length":
+            return len(values["arg_1"])
+        if name == "to_lower":
+            return values["string_to_change"].lower()
+        if name == "first":
+            return values["arg_1"][0] if values["arg_1"] else None
+        if name == "contains":
+            return values["item_to_find"] in values["container"]
+        if name == "starts_with":
+            return values["string_to_search"].startswith(values["string_to_find"])
+        if name == "ends_with":
+            return values["string_to_search"].endswith(values["string_to_find"])
+        if name == "split":
+            delimiters = values["delimiter"]
+            delimiters = [delimiters] if isinstance(delimiters, str) else delimiters
+            return re.split("|".join(re.escape(d) for d in delimiters), values["input_string"])
+        return Opaque(expr)
+
+    def interpolate(self, text: str) -> Any:
+        """'a-${p}-b' with p a parameter or variable (or variable.key); Opaque when a part is not known."""
+        out = ""
+        for literal, ref in re.findall(r"([^$]*)(?:\$\{([^}]*)\})?", text):
+            out += literal
+            if not ref:
+                continue
+            if ref in KNOWN_EXPRESSIONS:
+                out += KNOWN_EXPRESSIONS[ref]
+                continue
+            head, *rest = ref.split(".")
+            if head not in self.params and head not in self.variables and head not in self.locals:
+                return Opaque(text)
+            value = self(head)
+            for key in rest:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not isinstance(value, (str, int)):
+                return Opaque(text)
+            out += str(value)
+        return out
 
 
 class Opaque:

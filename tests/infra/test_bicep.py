@@ -167,13 +167,15 @@ class TestRoleAssignments(BicepTestCase):
         c.ROLE_KEY_VAULT_SECRETS_USER: "Microsoft.KeyVault/vaults",
         c.ROLE_STORAGE_BLOB_DATA_OWNER: "Microsoft.Storage/storageAccounts",
         c.ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR: "Microsoft.Storage/storageAccounts",
+        # Durable work's queue trigger and enqueues (identity-based connection): least privilege for both.
+        c.ROLE_STORAGE_QUEUE_DATA_CONTRIBUTOR: "Microsoft.Storage/storageAccounts",
         c.ROLE_MONITORING_METRICS_PUBLISHER: "Microsoft.Insights/components",
     }
 
     def assignments(self) -> dict[str, dict[str, Any]]:
         return c.resources_of_type(self.doc, "Microsoft.Authorization/roleAssignments")
 
-    def test_exactly_the_four_roles_each_on_its_resource(self) -> None:
+    def test_exactly_these_roles_each_on_its_resource(self) -> None:
         ev = c.Evaluator(self.doc, {})
         got: dict[str, str] = {}
         for name, ra in self.assignments().items():
@@ -433,7 +435,10 @@ class TestBicepParam(BicepTestCase):
                     self.assertEqual(call[0], "readEnvironmentVariable")
                     self.assertEqual(call[1].get("arg_2"), "", "read from the environment, empty when unset")
                     continue
-                if isinstance(value, bool) or isinstance(value, int):
+                if isinstance(value, (bool, int)):
+                    continue
+                if isinstance(value, (list, dict)):
+                    self.assertEqual(value, p["default"], f"{name}: a list or object here is the template default")
                     continue
                 self.assertIsInstance(value, str)
                 allowed = [a for d in p["decorators"] if d["type"] == "allowed" for a in d["argument"]]
