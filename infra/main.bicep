@@ -37,8 +37,8 @@ param location string = resourceGroup().location
 @description('Which direction(s) to deploy. The other direction\'s settings and secrets are left out; its route then answers 503 naming what is missing.')
 @allowed([
   'both'
-  'cf-to-halo'
-  'halo-to-cf'
+  'cf-webhook'
+  'halo-webhook'
 ])
 param directions string = 'both'
 
@@ -129,7 +129,7 @@ param http5xxMinimumRequests int = 5
 // ---------------------------------------------------------------------------------------------------------------
 
 @secure()
-@description('ContraForce webhook signing secret (cf-to-halo). Empty: set Key Vault secret cf-webhook-secret yourself.')
+@description('ContraForce webhook signing secret (cf-webhook). Empty: set Key Vault secret cf-webhook-secret yourself.')
 param cfWebhookSecret string = ''
 
 @secure()
@@ -137,11 +137,11 @@ param cfWebhookSecret string = ''
 param haloClientSecret string = ''
 
 @secure()
-@description('Secret Halo sends in X-Halo-Secret or as the Basic auth password (halo-to-cf). Empty: set Key Vault secret halo-webhook-secret yourself.')
+@description('Secret Halo sends in X-Halo-Secret or as the Basic auth password (halo-webhook). Empty: set Key Vault secret halo-webhook-secret yourself.')
 param haloWebhookSecret string = ''
 
 @secure()
-@description('ContraForce service account client secret (halo-to-cf). Empty: set Key Vault secret cf-service-account-client-secret yourself.')
+@description('ContraForce service account client secret (halo-webhook). Empty: set Key Vault secret cf-service-account-client-secret yourself.')
 param cfServiceAccountClientSecret string = ''
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -174,13 +174,13 @@ param haloExternalRefField string = 'supplier_reference'
 param haloExternalRefFieldId string = ''
 
 // ---------------------------------------------------------------------------------------------------------------
-// ContraForce -> Halo (cf-to-halo)
+// ContraForce -> Halo (cf-webhook)
 // ---------------------------------------------------------------------------------------------------------------
 
-@description('HALO_DEFAULT_TICKETTYPE_ID: Halo ticket type id for new tickets (required for cf-to-halo).')
+@description('HALO_DEFAULT_TICKETTYPE_ID: Halo ticket type id for new tickets (required for cf-webhook).')
 param haloDefaultTicketTypeId string = ''
 
-@description('HALO_DEFAULT_CLIENT_ID: Halo client id for incidents whose CF account is not in HALO_CLIENT_MAP (required for cf-to-halo).')
+@description('HALO_DEFAULT_CLIENT_ID: Halo client id for incidents whose CF account is not in HALO_CLIENT_MAP (required for cf-webhook).')
 param haloDefaultClientId string = ''
 
 @description('HALO_CLIENT_MAP: <CF accountId>=<Halo client id>,...; empty for none.')
@@ -200,16 +200,16 @@ param cfMaxSkewSeconds int = 300
 param cfProcessTestEvents bool = false
 
 // ---------------------------------------------------------------------------------------------------------------
-// Halo -> ContraForce (halo-to-cf)
+// Halo -> ContraForce (halo-webhook)
 // ---------------------------------------------------------------------------------------------------------------
 
-@description('CF_API_BASE_URL: ContraForce API, e.g. https://prod.platform.contraforce.com/api/v2 (required for halo-to-cf).')
+@description('CF_API_BASE_URL: ContraForce API, e.g. https://prod.platform.contraforce.com/api/v2 (required for halo-webhook).')
 param cfApiBaseUrl string = ''
 
-@description('CF_SERVICE_ACCOUNT_CLIENT_ID: client id of the ContraForce service account (required for halo-to-cf).')
+@description('CF_SERVICE_ACCOUNT_CLIENT_ID: client id of the ContraForce service account (required for halo-webhook).')
 param cfServiceAccountClientId string = ''
 
-@description('CF_WORKSPACE_ID: ContraForce workspace id (required for halo-to-cf).')
+@description('CF_WORKSPACE_ID: ContraForce workspace id (required for halo-webhook).')
 param cfWorkspaceId string = ''
 
 @description('HALO_CLOSED_STATUS_ID: Halo status id(s) that mean closed, comma-separated.')
@@ -260,8 +260,8 @@ param claimTtlSeconds int = 60
 // Names and constants
 // ---------------------------------------------------------------------------------------------------------------
 
-var outboundEnabled = directions != 'halo-to-cf'
-var inboundEnabled = directions != 'cf-to-halo'
+var cfWebhookEnabled = directions != 'halo-webhook'
+var haloWebhookEnabled = directions != 'cf-webhook'
 
 // The defaults of the *_SECRET_NAME settings.
 var secretNames = {
@@ -512,7 +512,7 @@ resource keyVaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-p
   }
 }
 
-resource cfWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (outboundEnabled && !empty(cfWebhookSecret)) {
+resource cfWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (cfWebhookEnabled && !empty(cfWebhookSecret)) {
   parent: keyVault
   name: secretNames.cfWebhook
   tags: tags
@@ -532,7 +532,7 @@ resource haloClientSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01'
   }
 }
 
-resource haloWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (inboundEnabled && !empty(haloWebhookSecret)) {
+resource haloWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (haloWebhookEnabled && !empty(haloWebhookSecret)) {
   parent: keyVault
   name: secretNames.haloWebhook
   tags: tags
@@ -542,7 +542,7 @@ resource haloWebhookSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01
   }
 }
 
-resource cfServiceAccountClientSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (inboundEnabled && !empty(cfServiceAccountClientSecret)) {
+resource cfServiceAccountClientSecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (haloWebhookEnabled && !empty(cfServiceAccountClientSecret)) {
   parent: keyVault
   name: secretNames.cfServiceAccountClient
   tags: tags
@@ -1062,7 +1062,7 @@ var commonSettings = [
 ]
 
 // ContraForce -> Halo (/api/cf-webhook).
-var outboundSettings = [
+var cfWebhookSettings = [
   {
     name: 'CF_WEBHOOK_SECRET'
     value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=${secretNames.cfWebhook})'
@@ -1102,7 +1102,7 @@ var outboundSettings = [
 ]
 
 // Halo -> ContraForce (/api/halo-webhook).
-var inboundSettings = [
+var haloWebhookSettings = [
   {
     name: 'HALO_WEBHOOK_SECRET'
     value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=${secretNames.haloWebhook})'
@@ -1161,7 +1161,7 @@ var directKeyVaultSettings = [
   }
 ]
 
-var appSettings = concat(commonSettings, outboundEnabled ? outboundSettings : [], inboundEnabled ? inboundSettings : [], directKeyVaultReads ? directKeyVaultSettings : [])
+var appSettings = concat(commonSettings, cfWebhookEnabled ? cfWebhookSettings : [], haloWebhookEnabled ? haloWebhookSettings : [], directKeyVaultReads ? directKeyVaultSettings : [])
 
 // ---------------------------------------------------------------------------------------------------------------
 // Flex Consumption plan and the function app

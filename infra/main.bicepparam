@@ -15,7 +15,7 @@ using './main.bicep'
 
 // --- deployment shape ------------------------------------------------------------------------------------------
 param appName = '<function-app-name>'
-// 'both', 'cf-to-halo' (ContraForce -> Halo only) or 'halo-to-cf' (Halo -> ContraForce only).
+// 'both', 'cf-webhook' (ContraForce -> Halo only) or 'halo-webhook' (Halo -> ContraForce only).
 param directions = 'both'
 // true: the handler also reads its secrets from Key Vault directly (sets KEY_VAULT_URI).
 param directKeyVaultReads = false
@@ -37,11 +37,11 @@ param haloTenant = ''
 // 'thirdpartynumber' continues tickets created by Logic App 01; new installs can keep 'supplier_reference'.
 param haloExternalRefField = 'supplier_reference'
 
-// --- ContraForce -> Halo (directions 'both' or 'cf-to-halo') ----------------------------------------------------
+// --- ContraForce -> Halo (directions 'both' or 'cf-webhook') ----------------------------------------------------
 param haloDefaultTicketTypeId = '<halo-tickettype-id>'
 param haloDefaultClientId = '<halo-client-id>'
 
-// --- Halo -> ContraForce (directions 'both' or 'halo-to-cf') ----------------------------------------------------
+// --- Halo -> ContraForce (directions 'both' or 'halo-webhook') ----------------------------------------------------
 param cfApiBaseUrl = '<https://your-env.platform.contraforce.com/api/v2>'
 param cfServiceAccountClientId = '<cf-service-account-client-id>'
 param cfWorkspaceId = '<cf-workspace-id>'

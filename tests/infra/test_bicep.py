@@ -317,16 +317,16 @@ class TestDirections(BicepTestCase):
         p = self.doc["parameters"]["directions"]
         self.assertEqual(p["default"], "both")
         allowed = [d["argument"] for d in p["decorators"] if d["type"] == "allowed"]
-        self.assertEqual(allowed, [["both", "cf-to-halo", "halo-to-cf"]])
+        self.assertEqual(allowed, [["both", "cf-webhook", "halo-webhook"]])
 
     def test_each_direction_leaves_out_the_other(self) -> None:
         full = c.expected_app_setting_names() - {"KEY_VAULT_URI"}
-        outbound, inbound = self.area_names("Outbound"), self.area_names("Inbound")
+        outbound, inbound = self.area_names("cf-webhook"), self.area_names("halo-webhook")
         self.assertTrue(outbound and inbound)
         for direction, expected in (
             ("both", full),
-            ("cf-to-halo", full - inbound),
-            ("halo-to-cf", full - outbound),
+            ("cf-webhook", full - inbound),
+            ("halo-webhook", full - outbound),
         ):
             with self.subTest(directions=direction):
                 names = {i["name"] for i in c.app_settings(self.doc, directions=direction)}
@@ -351,8 +351,8 @@ class TestDirections(BicepTestCase):
         nothing = {p: "" for p in by_param}
         for direction, created in (
             ("both", {"cf-webhook-secret", "halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret"}),
-            ("cf-to-halo", {"cf-webhook-secret", "halo-client-secret"}),
-            ("halo-to-cf", {"halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret"}),
+            ("cf-webhook", {"cf-webhook-secret", "halo-client-secret"}),
+            ("halo-webhook", {"halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret"}),
         ):
             with self.subTest(directions=direction):
                 ev = c.Evaluator(self.doc, {"directions": direction, **given})

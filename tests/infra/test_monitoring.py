@@ -89,7 +89,7 @@ class TestAlerts(unittest.TestCase):
         startup = (c.ROOT / "src" / "startup.rs").read_text()
         self.assertRegex(startup, r'tracing::info!\(%addr, [^;]*"listening"\)')
         self.assertEqual(started, "listening addr=")
-        self.assertIn(f'"{failed}"', (c.ROOT / "src" / "main.rs").read_text())
+        self.assertIn(f'"{failed}"', (c.ROOT / "src" / "cli.rs").read_text())
 
     def test_action_group_only_with_an_email(self) -> None:
         (name, ag) = c.one_resource(self.doc, "Microsoft.Insights/actionGroups")
