@@ -30,7 +30,7 @@ impl Line {
 }
 
 /// The report of a configuration that stops the start: one line per invalid setting.
-pub fn invalid_configuration(errors: &ConfigErrors) -> Vec<Line> {
+pub(crate) fn invalid_configuration(errors: &ConfigErrors) -> Vec<Line> {
     errors.0.iter().map(|e| Line::fail("configuration", e.to_string())).collect()
 }
 
@@ -104,7 +104,7 @@ async fn check_storage(app: &App) -> Line {
 }
 
 /// The report as a person reads it.
-pub fn render(lines: &[Line]) -> String {
+pub(crate) fn render(lines: &[Line]) -> String {
     let mut out = String::new();
     for line in lines {
         let _ = writeln!(out, "{}  {}: {}", if line.ok { "PASS" } else { "FAIL" }, line.what, line.detail);

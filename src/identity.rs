@@ -25,7 +25,7 @@ struct MsiToken {
 
 /// The App Service identity endpoint, user- or system-assigned.
 #[derive(Debug)]
-pub struct AppServiceIdentity {
+pub(crate) struct AppServiceIdentity {
     http: reqwest::Client,
     endpoint: String,
     header: String,

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// Longest one read may take (the crate's own retries included).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct KeyVaultSecrets {
+pub(crate) struct KeyVaultSecrets {
     client: SecretClient,
     names: Vec<(SecretId, String)>,
     secrets: Secrets,
@@ -50,7 +50,7 @@ impl KeyVaultSecrets {
     }
 
     /// Reads every secret once (concurrently); returns how many were read.
-    pub async fn refresh_once(&self) -> usize {
+    pub(crate) async fn refresh_once(&self) -> usize {
         let reads = futures::future::join_all(
             self.names.iter().map(|(id, name)| async move { (*id, name, self.read(name).await) }),
         )
@@ -94,7 +94,7 @@ impl KeyVaultSecrets {
     }
 
     /// Refreshes forever in the background.
-    pub fn spawn_refresh(self) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_refresh(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(self.refresh);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

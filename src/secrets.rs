@@ -20,7 +20,7 @@ pub enum SecretId {
 }
 
 impl SecretId {
-    pub const ALL: [SecretId; 4] =
+    pub(crate) const ALL: [SecretId; 4] =
         [SecretId::CfWebhook, SecretId::HaloClient, SecretId::HaloWebhook, SecretId::CfServiceAccount];
 
     /// The app setting that carries the value (or the Key Vault reference).
@@ -34,7 +34,7 @@ impl SecretId {
     }
 
     /// The setting that names the secret in Key Vault (direct reads).
-    pub fn name_setting(self) -> &'static str {
+    pub(crate) fn name_setting(self) -> &'static str {
         match self {
             SecretId::CfWebhook => names::CF_WEBHOOK_SECRET_NAME,
             SecretId::HaloClient => names::HALO_CLIENT_SECRET_NAME,
@@ -63,7 +63,7 @@ impl SecretValue {
     }
 
     /// The value, for the one place that needs it (a MAC key, a form field, a comparison).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -171,7 +171,7 @@ impl Secrets {
     }
 
     /// Records why a secret could not be read, keeping a known value (the last good one wins).
-    pub fn report_failure(&self, id: SecretId, problem: Problem) {
+    pub(crate) fn report_failure(&self, id: SecretId, problem: Problem) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots.get_mut(&id) {
             if slot.current.is_err() {
@@ -182,7 +182,7 @@ impl Secrets {
 }
 
 /// Compares two secrets in constant time (for equal lengths; the length itself is not secret).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }

@@ -77,7 +77,7 @@ pub const HALO_API_BASE_URL: &str = "HALO_API_BASE_URL";
 pub const HALO_CLIENT_ID: &str = "HALO_CLIENT_ID";
 pub const HALO_CLIENT_SECRET: &str = "HALO_CLIENT_SECRET";
 pub const HALO_TENANT: &str = "HALO_TENANT";
-pub const HALO_SCOPE: &str = "HALO_SCOPE";
+pub(crate) const HALO_SCOPE: &str = "HALO_SCOPE";
 pub const HALO_DEFAULT_TICKETTYPE_ID: &str = "HALO_DEFAULT_TICKETTYPE_ID";
 pub const HALO_DEFAULT_CLIENT_ID: &str = "HALO_DEFAULT_CLIENT_ID";
 pub const HALO_CLIENT_MAP: &str = "HALO_CLIENT_MAP";
@@ -93,25 +93,25 @@ pub const CF_API_BASE_URL: &str = "CF_API_BASE_URL";
 pub const CF_SERVICE_ACCOUNT_CLIENT_ID: &str = "CF_SERVICE_ACCOUNT_CLIENT_ID";
 pub const CF_SERVICE_ACCOUNT_CLIENT_SECRET: &str = "CF_SERVICE_ACCOUNT_CLIENT_SECRET";
 pub const CF_WORKSPACE_ID: &str = "CF_WORKSPACE_ID";
-pub const CF_CLOSE_CLASSIFICATION: &str = "CF_CLOSE_CLASSIFICATION";
-pub const CF_CLOSE_CLASSIFICATION_REASON: &str = "CF_CLOSE_CLASSIFICATION_REASON";
-pub const STATE_STORAGE: &str = "StateStorage";
-pub const STATE_STORAGE_TABLE_URI: &str = "StateStorage__tableServiceUri";
-pub const STATE_STORAGE_CREDENTIAL: &str = "StateStorage__credential";
-pub const STATE_STORAGE_CLIENT_ID: &str = "StateStorage__clientId";
-pub const WEBJOBS_STORAGE: &str = "AzureWebJobsStorage";
-pub const WEBJOBS_STORAGE_TABLE_URI: &str = "AzureWebJobsStorage__tableServiceUri";
-pub const WEBJOBS_STORAGE_CREDENTIAL: &str = "AzureWebJobsStorage__credential";
-pub const WEBJOBS_STORAGE_CLIENT_ID: &str = "AzureWebJobsStorage__clientId";
+pub(crate) const CF_CLOSE_CLASSIFICATION: &str = "CF_CLOSE_CLASSIFICATION";
+pub(crate) const CF_CLOSE_CLASSIFICATION_REASON: &str = "CF_CLOSE_CLASSIFICATION_REASON";
+pub(crate) const STATE_STORAGE: &str = "StateStorage";
+pub(crate) const STATE_STORAGE_TABLE_URI: &str = "StateStorage__tableServiceUri";
+pub(crate) const STATE_STORAGE_CREDENTIAL: &str = "StateStorage__credential";
+pub(crate) const STATE_STORAGE_CLIENT_ID: &str = "StateStorage__clientId";
+pub(crate) const WEBJOBS_STORAGE: &str = "AzureWebJobsStorage";
+pub(crate) const WEBJOBS_STORAGE_TABLE_URI: &str = "AzureWebJobsStorage__tableServiceUri";
+pub(crate) const WEBJOBS_STORAGE_CREDENTIAL: &str = "AzureWebJobsStorage__credential";
+pub(crate) const WEBJOBS_STORAGE_CLIENT_ID: &str = "AzureWebJobsStorage__clientId";
 pub const STATE_TABLE_NAME: &str = "STATE_TABLE_NAME";
 pub const KEY_VAULT_URI: &str = "KEY_VAULT_URI";
 pub const KEY_VAULT_REFRESH_SECONDS: &str = "KEY_VAULT_REFRESH_SECONDS";
 pub const SECRET_ROTATION_GRACE_SECONDS: &str = "SECRET_ROTATION_GRACE_SECONDS";
 pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
-pub const CF_WEBHOOK_SECRET_NAME: &str = "CF_WEBHOOK_SECRET_NAME";
-pub const HALO_CLIENT_SECRET_NAME: &str = "HALO_CLIENT_SECRET_NAME";
-pub const HALO_WEBHOOK_SECRET_NAME: &str = "HALO_WEBHOOK_SECRET_NAME";
-pub const CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME: &str = "CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME";
+pub(crate) const CF_WEBHOOK_SECRET_NAME: &str = "CF_WEBHOOK_SECRET_NAME";
+pub(crate) const HALO_CLIENT_SECRET_NAME: &str = "HALO_CLIENT_SECRET_NAME";
+pub(crate) const HALO_WEBHOOK_SECRET_NAME: &str = "HALO_WEBHOOK_SECRET_NAME";
+pub(crate) const CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME: &str = "CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 pub const UPSTREAM_TIMEOUT_SECONDS: &str = "UPSTREAM_TIMEOUT_SECONDS";
@@ -372,7 +372,7 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
 }
 
 /// The list as JSON, for tools that check the deployment against it (`handler --list-settings`).
-pub fn to_json() -> String {
+pub(crate) fn to_json() -> String {
     let items: Vec<serde_json::Value> = SETTINGS
         .iter()
         .map(|s| {

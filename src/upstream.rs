@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a request of ours may spend on upstream calls before we answer 503 (the sender's limit is ~30 s).
-pub const REQUEST_BUDGET: Duration = Duration::from_secs(25);
+pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
 /// Halo answers 429 without `Retry-After`; back off in tens of seconds (halo-api.md §8).
-pub const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(20);
+pub(crate) const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(20);
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// Longest error body kept for logs (upstream bodies never carry our secrets, but keep lines short).
@@ -64,7 +64,7 @@ impl UpstreamError {
     }
 
     /// True when the call may have been carried out although we saw no success.
-    pub fn maybe_applied(&self) -> bool {
+    pub(crate) fn maybe_applied(&self) -> bool {
         match self {
             UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => false,
             UpstreamError::Status { status, .. } => *status >= 500,
@@ -145,7 +145,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// An answer body that does not parse as JSON.
-pub fn not_json(service: &'static str, e: serde_json::Error) -> UpstreamError {
+pub(crate) fn not_json(service: &'static str, e: serde_json::Error) -> UpstreamError {
     UpstreamError::Broken { service, detail: format!("not JSON: {e}") }
 }
 
@@ -236,7 +236,7 @@ async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Ans
 }
 
 /// A client builder trusting the platform roots plus the configured extra authorities.
-pub fn client_builder(extra_ca_pem: Option<&[u8]>) -> reqwest::ClientBuilder {
+pub(crate) fn client_builder(extra_ca_pem: Option<&[u8]>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder();
     // Validated in config: the bundle parses and is not empty.
     for cert in extra_ca_pem.and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()).unwrap_or_default() {

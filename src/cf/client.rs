@@ -67,7 +67,7 @@ impl CfClient {
     }
 
     /// A read-only call proving the service account's credentials (`handler --check`).
-    pub async fn check_credentials(&self, deadline: Deadline) -> Result<(), UpstreamError> {
+    pub(crate) async fn check_credentials(&self, deadline: Deadline) -> Result<(), UpstreamError> {
         let secret = self.secret()?;
         let mut url = self.base.clone();
         url.path_segments_mut().expect("an http(s) base URL").pop_if_empty().extend([

@@ -7,7 +7,7 @@ use crate::domain::{ExternalRef, RefPart};
 use serde_json::{Map, Value};
 
 /// The schema this bridge handles.
-pub const INCIDENT_CREATED: &str = "incident.created.v1";
+pub(crate) const INCIDENT_CREATED: &str = "incident.created.v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -172,7 +172,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The README's sample incident.
-    pub const SAMPLE: &str = r#"{
+    pub(crate) const SAMPLE: &str = r#"{
       "type": "incident.created.v1", "timestamp": "2026-04-22T15:00:00Z", "isTest": false, "occurredAt": "2026-04-22T14:55:00Z",
       "data": {
         "accountId": "…", "accountName": "Contoso", "incidentId": "sentinel-incident-id-or-guid", "incidentNumber": 1234,

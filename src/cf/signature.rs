@@ -6,7 +6,7 @@ use sha2::Sha256;
 use std::time::Duration;
 
 /// The only accepted scheme prefix.
-pub const SIGNATURE_PREFIX: &str = "sha256=";
+pub(crate) const SIGNATURE_PREFIX: &str = "sha256=";
 const HEX_DIGEST_LEN: usize = 64;
 /// Longest accepted timestamp (digits); more would overflow an i64.
 const MAX_TIMESTAMP_DIGITS: usize = 18;

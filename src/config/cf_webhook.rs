@@ -58,7 +58,7 @@ pub struct CfWebhookConfig {
 }
 
 impl CfWebhookConfig {
-    pub fn client_for(&self, account_id: Option<&str>) -> i64 {
+    pub(crate) fn client_for(&self, account_id: Option<&str>) -> i64 {
         account_id
             .and_then(|a| self.client_map.get(&a.trim().to_lowercase()))
             .copied()

@@ -63,7 +63,7 @@ impl fmt::Display for ConfigErrors {
 pub struct Env(HashMap<String, String>);
 
 impl Env {
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         Self::from_pairs(std::env::vars())
     }
 
@@ -149,7 +149,7 @@ impl Config {
 
     /// Every problem that keeps an area off, its own and those of the parts it uses (secrets excluded: their
     /// availability can change at run time and is checked by `secrets`).
-    pub fn problems_of(&self, area: Area) -> Vec<Problem> {
+    pub(crate) fn problems_of(&self, area: Area) -> Vec<Problem> {
         let own = match area {
             Area::CfWebhook => self.cf_webhook.problems(),
             Area::HaloWebhook => self.halo_webhook.problems(),

@@ -85,7 +85,7 @@ pub fn comment_for(ticket_id: TicketId, action: &Action, text: &str) -> String {
 }
 
 /// Whether Halo says the ticket is closed.
-pub fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
+pub(crate) fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
     ticket.hasbeenclosed || ticket.status_id.is_some_and(|s| cfg.closed_status_ids.contains(&s))
 }
 

@@ -27,13 +27,13 @@ impl Direction {
 }
 
 /// ContraForce → Halo: a signed `incident.created.v1` webhook becomes exactly one Halo ticket.
-pub const CF_WEBHOOK: Direction =
+pub(crate) const CF_WEBHOOK: Direction =
     Direction { area: Area::CfWebhook, secrets: &[SecretId::CfWebhook, SecretId::HaloClient] };
 
 /// Halo → ContraForce: a ticket webhook becomes ContraForce comments and a close, each exactly once.
-pub const HALO_WEBHOOK: Direction = Direction {
+pub(crate) const HALO_WEBHOOK: Direction = Direction {
     area: Area::HaloWebhook,
     secrets: &[SecretId::HaloWebhook, SecretId::HaloClient, SecretId::CfServiceAccount],
 };
 
-pub const ALL: [&Direction; 2] = [&CF_WEBHOOK, &HALO_WEBHOOK];
+pub(crate) const ALL: [&Direction; 2] = [&CF_WEBHOOK, &HALO_WEBHOOK];

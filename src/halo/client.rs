@@ -76,7 +76,7 @@ impl HaloClient {
     }
 
     /// `POST /Tickets` with one ticket; Halo answers the saved ticket as a single object.
-    pub async fn create_ticket(&self, ticket: &Value, deadline: Deadline) -> Result<TicketId, UpstreamError> {
+    pub(crate) async fn create_ticket(&self, ticket: &Value, deadline: Deadline) -> Result<TicketId, UpstreamError> {
         let body = Value::Array(vec![ticket.clone()]);
         let answer = self.call(Method::POST, "Tickets", deadline, Retry::OnlyIfNotSent, |r| r.json(&body)).await?;
         saved_id(answer.json(SERVICE)?)
@@ -130,7 +130,7 @@ impl HaloClient {
 
     /// Looks for the ticket that carries exactly this reference (after a crash or an uncertain create). A Halo
     /// search is fuzzy, so a result counts only if the ticket really carries our exact reference.
-    pub async fn find_ticket(
+    pub(crate) async fn find_ticket(
         &self,
         reference: &ExternalRef,
         location: RefLocation,

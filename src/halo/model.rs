@@ -80,7 +80,7 @@ impl Ticket {
     }
 
     /// The reference where the bridge writes it.
-    pub fn reference_at(&self, location: RefLocation) -> Option<&str> {
+    pub(crate) fn reference_at(&self, location: RefLocation) -> Option<&str> {
         match location {
             RefLocation::CustomField(id) => self.custom_field(id),
             RefLocation::Field(field) => self.field(field),

@@ -8,7 +8,7 @@ const RENDER_WIDTH: usize = 10_000;
 
 /// Longest note HTML converted: a comment holds at most `MAX_COMMENT_CHARS` anyway, and the renderer's cost grows
 /// with its input.
-pub const MAX_HTML_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HTML_BYTES: usize = 64 * 1024;
 /// Deeper nesting than this is not rendered (the renderer's work and output grow with depth × text): the note's
 /// text is then taken without its markup.
 const MAX_DEPTH: usize = 32;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 const SERVICE: &str = "Halo token";
 /// Refresh this long before the token expires.
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Used when Halo omits `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -88,7 +88,7 @@ impl TokenSource {
     }
 
     /// Drops the cached token if it is still `rejected` (the API answered 401 with it).
-    pub async fn invalidate(&self, rejected: &SecretValue) {
+    pub(crate) async fn invalidate(&self, rejected: &SecretValue) {
         let mut cached = self.cached.lock().await;
         if cached.as_ref().is_some_and(|t| &t.value == rejected) {
             *cached = None;

@@ -14,7 +14,7 @@ use warp::Reply;
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("empty body")]
     EmptyBody,
     #[error("missing X-CF-Event-Id")]
@@ -121,12 +121,12 @@ impl From<HaloWebhookError> for ApiError {
 
 /// The body is over the limit (our own rejection: warp's constructor is private).
 #[derive(Debug)]
-pub struct TooLarge;
+pub(crate) struct TooLarge;
 impl warp::reject::Reject for TooLarge {}
 
 /// A body of unknown length.
 #[derive(Debug)]
-pub struct LengthRequired;
+pub(crate) struct LengthRequired;
 impl warp::reject::Reject for LengthRequired {}
 
 /// Maps warp's own rejections (no route, wrong method, size limits) to our JSON errors.

@@ -76,7 +76,7 @@ impl AzureTable {
     }
 
     /// Creates the table if it does not exist (an existing table is fine).
-    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ensure_table(&self) -> Result<(), StoreError> {
         match within(self.client.create().into_future()).await {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),

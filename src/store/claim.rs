@@ -111,12 +111,8 @@ impl<'a> Claimant<'a> {
         Claim::new(&self.owner)
     }
 
-    pub fn is_mine(&self, claim: &Claim) -> bool {
+    pub(crate) fn is_mine(&self, claim: &Claim) -> bool {
         !claim.owner.is_empty() && claim.owner == self.owner
-    }
-
-    pub fn policy(&self) -> ClaimPolicy {
-        self.policy
     }
 
     /// Claims the record at `key`. `read` is the record as the caller just read it; `Some(None)` when the caller
@@ -185,7 +181,7 @@ impl<'a> Claimant<'a> {
     /// since (another writer, our claim taken over after going stale, or our own earlier write landed late), it
     /// is re-read and `change` applied to what is there now. `change` returns false when its write no longer
     /// applies. Returns the new ETag, or `None` when it no longer applied.
-    pub async fn settle_with<T: Guarded>(
+    pub(crate) async fn settle_with<T: Guarded>(
         &self,
         key: &Key,
         held: &Versioned<T>,
@@ -210,7 +206,7 @@ impl<'a> Claimant<'a> {
     }
 
     /// Writes `value` over the record we hold, or, when it changed since, over what is there now if `applies`.
-    pub async fn settle_if<T: Guarded>(
+    pub(crate) async fn settle_if<T: Guarded>(
         &self,
         key: &Key,
         held: &Versioned<T>,
@@ -230,7 +226,7 @@ impl<'a> Claimant<'a> {
     }
 
     /// `settle_if` for a record that must still carry our claim.
-    pub async fn settle<T: Guarded>(
+    pub(crate) async fn settle<T: Guarded>(
         &self,
         key: &Key,
         held: &Versioned<T>,

@@ -33,10 +33,6 @@ impl MemoryTable {
     fn landed_ambiguously(&self) -> bool {
         self.ambiguous.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
-
-    pub fn snapshot(&self) -> BTreeMap<Key, Props> {
-        self.entities.lock().unwrap().iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect()
-    }
 }
 
 #[async_trait::async_trait]

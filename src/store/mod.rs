@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// An entity's properties (no keys, no metadata).
-pub type Props = Map<String, Value>;
+pub(crate) type Props = Map<String, Value>;
 
 /// The version of an entity as last read or written (optimistic concurrency).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct Store {
 }
 
 /// A stable, key-safe digest of outside text (first 128 bits of SHA-256, hex).
-pub fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
@@ -105,7 +105,7 @@ impl Store {
     }
 
     /// Two records of one partition in one round trip (the cf-webhook's single read per delivery).
-    pub async fn get_pair<A: DeserializeOwned, B: DeserializeOwned>(
+    pub(crate) async fn get_pair<A: DeserializeOwned, B: DeserializeOwned>(
         &self,
         a: &Key,
         b: &Key,
@@ -138,7 +138,11 @@ impl Store {
     }
 
     /// The record at `key`, inserting `value` when there is none (one round trip when it exists or is new).
-    pub async fn get_or_insert<T: Serialize + DeserializeOwned>(&self, key: &Key, value: T) -> Result<T, StoreError> {
+    pub(crate) async fn get_or_insert<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &Key,
+        value: T,
+    ) -> Result<T, StoreError> {
         match self.table.insert(key, to_props(&value)).await {
             Ok(_) => Ok(value),
             Err(StoreError::Conflict) => match self.get::<T>(key).await? {

@@ -44,17 +44,17 @@ impl Claim {
     }
 
     /// Released (`since == 0`) or older than `ttl`: another delivery may take it over.
-    pub fn is_stale(&self, ttl_secs: i64) -> bool {
+    pub(crate) fn is_stale(&self, ttl_secs: i64) -> bool {
         self.since == 0 || unix_now() - self.since > ttl_secs
     }
 
-    pub fn released() -> Self {
+    pub(crate) fn released() -> Self {
         Claim { owner: String::new(), since: 0 }
     }
 
     /// Released, but not to be taken over for `settle_secs` yet: after an uncertain call, the upstream may still be
     /// carrying it out, and the next attempt's lookup must see its result.
-    pub fn settling(ttl_secs: i64, settle_secs: i64) -> Self {
+    pub(crate) fn settling(ttl_secs: i64, settle_secs: i64) -> Self {
         Claim { owner: String::new(), since: unix_now() - ttl_secs + settle_secs }
     }
 }
@@ -85,7 +85,7 @@ pub struct IncidentRecord {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum EventState {
+pub(crate) enum EventState {
     /// A delivery is adding the note for this event (or crashed doing so).
     Pending,
     /// Processed: a redelivery is a duplicate.
@@ -95,7 +95,7 @@ pub enum EventState {
 /// The outcome of one event id.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
-pub struct EventRecord {
+pub(crate) struct EventRecord {
     pub event_id: String,
     pub state: EventState,
     #[serde(default)]

@@ -107,7 +107,7 @@ pub fn new_ticket(incident: &Incident, cfg: &CfWebhookConfig, location: RefLocat
 }
 
 /// The body item of `POST /Actions`: a private note recording a later event of an incident that has its ticket.
-pub fn event_note(ticket_id: TicketId, event_id: &EventId, outcome: &NoteOutcome) -> Value {
+pub(crate) fn event_note(ticket_id: TicketId, event_id: &EventId, outcome: &NoteOutcome) -> Value {
     let mut note = json!({
         "ticket_id": ticket_id,
         "note_html": format!("<p>{} <code>{}</code>: a later event for this incident.</p>",
@@ -123,7 +123,7 @@ pub fn event_note(ticket_id: TicketId, event_id: &EventId, outcome: &NoteOutcome
 }
 
 /// Whether an action's note is the one `event_note` wrote for this event.
-pub fn is_event_note(note_html: Option<&str>, note: Option<&str>, event_id: &EventId) -> bool {
+pub(crate) fn is_event_note(note_html: Option<&str>, note: Option<&str>, event_id: &EventId) -> bool {
     let escaped = esc(event_id.as_str());
     let html_hit = note_html.is_some_and(|h| h.contains(&format!("<code>{escaped}</code>")));
     let text_hit = note.is_some_and(|t| t.contains(&format!("ContraForce event {}:", event_id.as_str())));
