@@ -250,7 +250,7 @@ fn main() {
     let rows = std::mem::take(&mut ctx.summary);
     ctx.report.table(&["Target", "Measured", "Limit", "Result"], &rows);
     ctx.report.line(&format!("Sections: {}; total {:.0} s.", timings.join(", "), started.elapsed().as_secs_f64()));
-    let dir = common::repo_root().join("target/bench");
+    let dir = common::target_dir().join("bench");
     let _ = std::fs::create_dir_all(&dir);
     let out = dir.join(format!("e2e-{}.md", ctx.plan.mode));
     if std::fs::write(&out, &ctx.report.md).is_ok() {
@@ -288,7 +288,7 @@ fn machine(report: &mut Report) {
 fn sizes(ctx: &mut Ctx) {
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
     let root = common::repo_root();
-    let musl = root.join("target/x86_64-unknown-linux-musl/release/handler");
+    let musl = common::target_dir().join("x86_64-unknown-linux-musl/release/handler");
     let zip = root.join("dist/app.zip");
     ctx.report.section("Sizes");
     let mut rows = Vec::new();
@@ -949,10 +949,10 @@ async fn baseline_server(ctx: &mut Ctx) {
 
 /// The packaged (musl, static) build, if `scripts/package` has built it: start, memory and two paths' CPU.
 async fn musl(ctx: &mut Ctx) {
-    let exe = common::repo_root().join("target/x86_64-unknown-linux-musl/release/handler");
+    let exe = common::target_dir().join("x86_64-unknown-linux-musl/release/handler");
     if !exe.is_file() {
         ctx.report.section("Packaged musl build");
-        ctx.report.line("target/x86_64-unknown-linux-musl/release/handler is absent (run scripts/package): skipped.");
+        ctx.report.line("the musl build (<target>/x86_64-unknown-linux-musl/release/handler) is absent (run scripts/package): skipped.");
         return;
     }
     let env = ctx.env();

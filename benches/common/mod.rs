@@ -16,6 +16,12 @@ pub const DEFAULT_CLIENT: i64 = 1;
 pub const CLIENT_MAP: &str = "0b6f1c8e-3c1e-4a4e-9f4e-0d1a2b3c4d5e=12,7d1c4a55-2b0e-4a6b-8f8e-1e2f3a4b5c6d=13,\
                               acc-fabrikam=14,acc-northwind=15";
 
+/// Cargo's target directory (wherever `CARGO_TARGET_DIR` put it): two levels above the handler binary cargo built.
+#[allow(dead_code)] // not every bench uses it
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_handler")).ancestors().nth(2).map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -10,6 +10,9 @@ use sandbox::host::{HostError, HostOptions, LogLevel, LogStream, StandInHost};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How long to wait for a log line the handler writes at once: generous, since the machine may be busy.
+const LOG_WAIT: Duration = Duration::from_secs(60);
+
 const ECHO: &str = env!("CARGO_BIN_EXE_echo_handler");
 
 fn app_root() -> PathBuf {
@@ -220,12 +223,12 @@ async fn the_handler_gets_the_host_environment() {
 async fn logs_are_captured_with_host_levels() {
     let host = start(options()).await;
     assert!(
-        host.wait_for_log(|l| l.stream == LogStream::Stdout && l.text.contains("listening"), Duration::from_secs(5))
+        host.wait_for_log(|l| l.stream == LogStream::Stdout && l.text.contains("listening"), LOG_WAIT)
             .await
     );
     let c = client();
     echo(&c, &host, "x_stdout=hello%20out&x_stderr=boom%20error").await;
-    assert!(host.wait_for_log(|l| l.text == "boom error", Duration::from_secs(5)).await);
+    assert!(host.wait_for_log(|l| l.text == "boom error", LOG_WAIT).await);
     let logs = host.logs();
     let find = |t: &str| logs.iter().find(|l| l.text.contains(t)).unwrap().clone();
     assert_eq!(find("listening").level, LogLevel::Information);

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MAIN_BICEP = INFRA / "main.bicep"
 MAIN_BICEPPARAM = INFRA / "main.bicepparam"
-# cargo builds into $CARGO_TARGET_DIR when it is set (as `cargo build` below does), else into target/.
-HANDLER_DEBUG = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "handler"
+# Where cargo builds, as cargo resolves it (CARGO_TARGET_DIR, relative or not, or target/): scripts/target-dir.
+HANDLER_DEBUG = Path(subprocess.run([str(ROOT / "scripts" / "target-dir")], check=True, capture_output=True, text=True).stdout.strip()) / "debug" / "handler"
 
 # Connection-string forms the binary reads but the deployment replaces by identity-based settings.
 NOT_SET = {"StateStorage", "AzureWebJobsStorage"}

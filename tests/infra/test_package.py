@@ -19,7 +19,7 @@ from . import common as c
 
 ZIP = c.ROOT / "dist" / "app.zip"
 ENTRIES = ["host.json", "cf-webhook/function.json", "halo-webhook/function.json", "handler"]
-SCHEMAS = c.ROOT.parent / "shared" / "schemas"
+SCHEMAS = c.ROOT / "tests" / "schemas"
 MAX_GLIBC = (2, 28)
 
 PT_INTERP = 3
@@ -91,7 +91,7 @@ class TestPackage(unittest.TestCase):
         host_schema = json.loads((SCHEMAS / "host.schema.json").read_text())
         function_schema = json.loads((SCHEMAS / "function.schema.json").read_text())
         host_validator = jsonschema.validators.validator_for(host_schema)(host_schema)
-        # function.schema.json declares draft-04 but uses `const`: validate it as draft-07 (shared/schemas/README.md).
+        # function.schema.json declares draft-04 but uses `const`: validate it as draft-07 (tests/schemas/README.md).
         function_validator = jsonschema.Draft7Validator(function_schema)
         for name, validator in (
             ("host.json", host_validator),

@@ -9,18 +9,22 @@ use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// A JSON file of the repository; a missing or broken one fails naming its path.
 fn read_json(path: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(repo_root().join(path)).unwrap()).unwrap()
+    let path = repo_root().join(path);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// A JSON Schema vendored in `tests/schemas/` (its README names the origin of each).
 fn schema(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(repo_root().join("../shared/schemas").join(name)).unwrap()).unwrap()
+    read_json(&format!("tests/schemas/{name}"))
 }
 
 #[test]
 fn host_and_function_files_match_their_schemas() {
     let host = jsonschema::validator_for(&schema("host.schema.json")).unwrap();
-    // function.json declares draft-04 but uses `const`: validate it as draft-07 (shared/schemas/README.md).
+    // function.json declares draft-04 but uses `const`: validate it as draft-07 (tests/schemas/README.md).
     let function =
         jsonschema::options().with_draft(jsonschema::Draft::Draft7).build(&schema("function.schema.json")).unwrap();
     let host_json = read_json("host.json");

