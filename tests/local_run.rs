@@ -219,52 +219,71 @@ fn is_setting(name: &str) -> bool {
         || ["STATE_TABLE_NAME", "AZURITE_PORT", "AZURITE_BIN", "LOG_LEVEL", "AZURE_CLIENT_ID"].contains(&name)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on_ctrl_c() {
-    let started = Instant::now();
-    let checkout = tempfile::Builder::new().prefix("cf-halo-bridge-local-run-").tempdir().unwrap();
-    let dir = checkout.path().to_path_buf();
-    let copied = copy_checkout(&repo_root(), &dir);
-    assert!(dir.join("scripts/run-local").is_file(), "scripts/run-local is not among the {copied} copied files");
+/// How run-local's signals are set up when it starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    /// As from a terminal: SIGINT at its default, whatever the test runner inherited.
+    Terminal,
+    /// As a background (`&`) or `nohup` launch: SIGINT ignored, inherited by everything it starts.
+    SigintIgnored,
+}
 
-    let [bridge_port, azurite_port, halo_port, cf_port] = distinct_free_ports::<4>();
-    let bridge = format!("http://127.0.0.1:{bridge_port}");
-    let halo = format!("http://127.0.0.1:{halo_port}");
-    let cf = format!("http://127.0.0.1:{cf_port}");
+/// The ports one run-local uses: bridge, Azurite, sandbox Halo, sandbox ContraForce.
+struct Ports {
+    bridge: u16,
+    azurite: u16,
+    halo: u16,
+    cf: u16,
+}
 
-    let mut command = Command::new(dir.join("scripts/run-local"));
-    command.current_dir(&dir).stdin(Stdio::null());
+impl Ports {
+    fn all(&self) -> [u16; 4] {
+        [self.bridge, self.azurite, self.halo, self.cf]
+    }
+}
+
+/// Starts `scripts/run-local` of the checkout in `dir`, in its own process group, and waits until the bridge
+/// answers and the banner is printed.
+async fn launch(dir: &Path, how: Launch) -> (RunLocal, Ports) {
+    let [bridge, azurite, halo, cf] = distinct_free_ports::<4>();
+    let ports = Ports { bridge, azurite, halo, cf };
+    let signals = match how {
+        Launch::Terminal => "--default-signal=INT",
+        Launch::SigintIgnored => "--ignore-signal=INT",
+    };
+    let mut command = Command::new("env");
+    command.arg(signals).arg(dir.join("scripts/run-local")).current_dir(dir).stdin(Stdio::null());
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(|n| is_setting(n) || is_set_by_cargo_for_tests(n)) {
             command.env_remove(&name);
         }
     }
     command
-        .env("BRIDGE_PORT", bridge_port.to_string())
-        .env("AZURITE_PORT", azurite_port.to_string())
-        .env("SANDBOX_HALO_PORT", halo_port.to_string())
-        .env("SANDBOX_CF_PORT", cf_port.to_string())
+        .env("BRIDGE_PORT", bridge.to_string())
+        .env("AZURITE_PORT", azurite.to_string())
+        .env("SANDBOX_HALO_PORT", halo.to_string())
+        .env("SANDBOX_CF_PORT", cf.to_string())
         .env("CARGO_TARGET_DIR", target_dir())
         .env("CARGO_TERM_COLOR", "never");
-    let azurite = repo_root().join("node_modules/.bin/azurite-table");
-    if azurite.is_file() {
-        command.env("AZURITE_BIN", &azurite);
+    let azurite_bin = repo_root().join("node_modules/.bin/azurite-table");
+    if azurite_bin.is_file() {
+        command.env("AZURITE_BIN", &azurite_bin);
     }
     let out = fs::File::create(dir.join("run-local.out")).unwrap();
     command.stdout(out.try_clone().unwrap()).stderr(out);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command.spawn().expect("scripts/run-local starts");
     let pgid = child.id();
-    let mut run = RunLocal { child, pgid, dir: dir.clone() };
+    let mut run = RunLocal { child, pgid, dir: dir.to_path_buf() };
 
-    // 1. It builds, starts everything and the bridge answers its readiness probe.
+    let bridge_url = format!("http://127.0.0.1:{bridge}");
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = run.exited() {
             panic!("scripts/run-local exited ({status}) before the bridge was ready");
         }
-        if let Ok(r) = http.get(format!("{bridge}/")).send().await {
+        if let Ok(r) = http.get(format!("{bridge_url}/")).send().await {
             if r.status().is_success() {
                 break;
             }
@@ -273,11 +292,68 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The banner comes right after the bridge is ready.
-    let banner_deadline = Instant::now() + Duration::from_secs(30);
+    let banner_deadline = Instant::now() + Duration::from_secs(60);
     while !run.output().contains("Press Ctrl-C to stop everything.") {
         assert!(Instant::now() < banner_deadline, "run-local never said it was ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (run, ports)
+}
+
+/// Sends `signal` (to the whole group, as a terminal's Ctrl-C does, or to run-local alone, as `kill PID` does) and
+/// asserts that run-local ends with status 0 and leaves no process and no listening port behind.
+async fn assert_stops(mut run: RunLocal, ports: &Ports, signal: &str, whole_group: bool) {
+    let pgid = run.pgid;
+    if whole_group {
+        signal_group(pgid, signal);
+    } else {
+        let _ = Command::new("kill").args(["-s", signal, &pgid.to_string()]).status();
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = run.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "scripts/run-local did not stop within {STOP_TIMEOUT:?} of SIG{signal}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "run-local ends with status 0 after SIG{signal}, not {status}");
+    assert!(run.output().contains("Stopped."), "run-local does not say it stopped");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = group_members(pgid);
+        let open: Vec<u16> = ports.all().into_iter().filter(|p| listening(*p)).collect();
+        if left.is_empty() && open.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after run-local stopped, processes are left {left:?} and ports still listen {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!run.dir.join(".local/run-local.env").exists(), "run-local removes .local/run-local.env when it stops");
+}
+
+/// A clean checkout (the tracked files, not `target/` or `node_modules/`) in a temporary directory.
+fn clean_checkout() -> (tempfile::TempDir, PathBuf) {
+    let checkout = tempfile::Builder::new().prefix("cf-halo-bridge-local-run-").tempdir().unwrap();
+    let dir = checkout.path().to_path_buf();
+    let copied = copy_checkout(&repo_root(), &dir);
+    assert!(dir.join("scripts/run-local").is_file(), "scripts/run-local is not among the {copied} copied files");
+    (checkout, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on_ctrl_c() {
+    let started = Instant::now();
+    let (_checkout, dir) = clean_checkout();
+    // 1. It builds, starts everything and the bridge answers its readiness probe.
+    let (run, ports) = launch(&dir, Launch::Terminal).await;
+    let (azurite_port, halo_port, cf_port) = (ports.azurite, ports.halo, ports.cf);
+    let bridge = format!("http://127.0.0.1:{}", ports.bridge);
+    let halo = format!("http://127.0.0.1:{halo_port}");
+    let cf = format!("http://127.0.0.1:{cf_port}");
     let ready_after = started.elapsed();
     let banner = run.output();
     for expected in [
@@ -346,36 +422,20 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
     let demos_after = started.elapsed();
 
     // 5. Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) stops everything.
-    signal_group(pgid, "INT");
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = run.exited() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "scripts/run-local did not stop within {STOP_TIMEOUT:?} of Ctrl-C");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(status.success(), "run-local ends with status 0 after a Ctrl-C, not {status}");
-    assert!(run.output().contains("Stopped."), "run-local does not say it stopped");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = group_members(pgid);
-        let open: Vec<u16> =
-            [bridge_port, azurite_port, halo_port, cf_port].into_iter().filter(|p| listening(*p)).collect();
-        if left.is_empty() && open.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after run-local stopped, processes are left {left:?} and ports still listen {open:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!dir.join(".local/run-local.env").exists(), "run-local removes .local/run-local.env when it stops");
+    assert_stops(run, &ports, "INT", true).await;
     eprintln!(
         "local_run: ready after {:.1} s, demos done after {:.1} s, stopped after {:.1} s",
         ready_after.as_secs_f64(),
         demos_after.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Launched in the background or with `nohup`, SIGINT is ignored by run-local and everything it starts, and a
+/// terminal's Ctrl-C cannot reach it: SIGTERM (`kill PID`, what a service manager sends) still stops it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_local_launched_with_sigint_ignored_stops_everything_on_sigterm() {
+    let (_checkout, dir) = clean_checkout();
+    let (run, ports) = launch(&dir, Launch::SigintIgnored).await;
+    assert_stops(run, &ports, "TERM", false).await;
 }

@@ -19,7 +19,11 @@ pub const CLIENT_MAP: &str = "0b6f1c8e-3c1e-4a4e-9f4e-0d1a2b3c4d5e=12,7d1c4a55-2
 /// Cargo's target directory (wherever `CARGO_TARGET_DIR` put it): two levels above the handler binary cargo built.
 #[allow(dead_code)] // not every bench uses it
 pub fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_handler")).ancestors().nth(2).map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    PathBuf::from(env!("CARGO_BIN_EXE_handler"))
+        .ancestors()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 pub fn repo_root() -> PathBuf {

@@ -222,10 +222,7 @@ async fn the_handler_gets_the_host_environment() {
 #[tokio::test]
 async fn logs_are_captured_with_host_levels() {
     let host = start(options()).await;
-    assert!(
-        host.wait_for_log(|l| l.stream == LogStream::Stdout && l.text.contains("listening"), LOG_WAIT)
-            .await
-    );
+    assert!(host.wait_for_log(|l| l.stream == LogStream::Stdout && l.text.contains("listening"), LOG_WAIT).await);
     let c = client();
     echo(&c, &host, "x_stdout=hello%20out&x_stderr=boom%20error").await;
     assert!(host.wait_for_log(|l| l.text == "boom error", LOG_WAIT).await);
