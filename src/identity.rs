@@ -1,6 +1,6 @@
 //! Managed identity for azure_core 0.21 clients, with a user-assigned client id.
 //!
-//! The 0.21 `azure_identity` credentials are system-assigned only (azure-sdk-rust.md §a), so this small
+//! The 0.21 `azure_identity` credentials are system-assigned only (docs/azure-sdk.md), so this small
 //! `TokenCredential` calls the App Service / Functions identity endpoint (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
 //! itself, sending `client_id` when one is configured, and caches each resource's token until 5 minutes before it
 //! expires. Without `IDENTITY_ENDPOINT` it falls back to the crate's default chain (Azure CLI for local runs).

@@ -349,7 +349,13 @@ pub const SETTINGS: &[Setting] = &[
         Area::General,
         "PEM file of extra certificate authorities to trust (TLS inspection proxies, test CAs); not set in Azure.",
     ),
-    s(LOG_LEVEL, Area::General, false, Some("info"), "Log level: error, warn, info, debug (a tracing filter)."),
+    s(
+        LOG_LEVEL,
+        Area::General,
+        false,
+        Some("info"),
+        "Log level: error, warn, info, debug, trace or off, optionally with target=level directives.",
+    ),
     s(
         UPSTREAM_TIMEOUT_SECONDS,
         Area::General,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 /// How long a request of ours may spend on upstream calls before we answer 503 (the sender's limit is ~30 s).
 pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
-/// Halo answers 429 without `Retry-After`; back off in tens of seconds (halo-api.md §8).
+/// Halo answers 429 without `Retry-After`; back off in tens of seconds (docs/halo-api.md, Rate limits).
 pub(crate) const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(20);
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);

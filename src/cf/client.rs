@@ -90,19 +90,15 @@ impl CfClient {
         content: &str,
         deadline: Deadline,
     ) -> Result<(), UpstreamError> {
-        let secret = self.secret()?;
-        let url = self.incident_url(incident, "comments");
         let body = json!({ "incidentId": incident.incident_id(), "content": content, "source": incident.source() });
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        match upstream::send(SERVICE, self.call_timeout, deadline, Retry::OnlyIfNotSent, || {
-            self.http.post(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
-        })
+        self.write(
+            reqwest::Method::POST,
+            self.incident_url(incident, "comments"),
+            &body,
+            Retry::OnlyIfNotSent,
+            deadline,
+        )
         .await
-        {
-            // Only the status matters here: a 2xx whose body broke off is a stored comment.
-            Ok(_) | Err(UpstreamError::IncompleteSuccess { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Closes the incident (idempotent: retried on 429/5xx/connection errors).
@@ -112,8 +108,6 @@ impl CfClient {
         close: &Close<'_>,
         deadline: Deadline,
     ) -> Result<(), UpstreamError> {
-        let secret = self.secret()?;
-        let url = self.incident_url(incident, "status");
         let body = json!({
             "incidentId": incident.incident_id(),
             "source": incident.source(),
@@ -122,9 +116,23 @@ impl CfClient {
             "classification": close.classification,
             "classificationReason": close.reason,
         });
+        self.write(reqwest::Method::PUT, self.incident_url(incident, "status"), &body, Retry::Idempotent, deadline)
+            .await
+    }
+
+    /// One authenticated write. Only the status matters: a 2xx whose body broke off was carried out.
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        body: &serde_json::Value,
+        retry: Retry,
+        deadline: Deadline,
+    ) -> Result<(), UpstreamError> {
+        let secret = self.secret()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        match upstream::send(SERVICE, self.call_timeout, deadline, Retry::Idempotent, || {
-            self.http.put(url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(&body)
+        match upstream::send(SERVICE, self.call_timeout, deadline, retry, || {
+            self.http.request(method.clone(), url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(body)
         })
         .await
         {

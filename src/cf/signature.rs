@@ -1,4 +1,4 @@
-//! `X-CF-Signature` verification, exactly as samples-contract.md §2.3:
+//! `X-CF-Signature` verification, exactly as ContraForce specifies it (docs/contraforce-contract.md, Signature):
 //! `sha256=` + lowercase hex of HMAC-SHA256(secret, `"{ts}." + raw body`), `|now − ts| ≤ max skew`, constant time.
 
 use hmac::{Hmac, Mac};

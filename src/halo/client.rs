@@ -142,7 +142,7 @@ impl HaloClient {
             RefLocation::Field(TicketRefField::SupplierReference) => {
                 vec![("search_supplier_reference", wanted.clone()), ("count", "50".into())]
             }
-            // Neither custom fields nor thirdpartynumber can be searched (halo-api.md §2): check the client's
+            // Neither custom fields nor thirdpartynumber can be searched (docs/halo-api.md, Tickets): check the client's
             // most recent tickets instead.
             _ => vec![
                 ("client_id", client_id.to_string()),

@@ -4,7 +4,7 @@ use crate::domain::TicketId;
 use crate::wire::lenient_i64;
 use serde_json::Value;
 
-/// The ticket id, in the order issue #4 gives: `object_id` (real Halo payloads), `ticket.id`, `ticket_id`, and a
+/// The ticket id, first found of: `object_id` (real Halo payloads; docs/halo-api.md, Webhooks), `ticket.id`, `ticket_id`, and a
 /// numeric top-level `id` (the samples' shape; in real payloads `id` is a delivery GUID and is skipped as such).
 pub fn ticket_id(payload: &Value) -> Option<TicketId> {
     [

@@ -125,30 +125,25 @@ impl RequestLog {
         };
         let status = response.status().as_u16();
         let duration_ms = started.elapsed().as_millis() as u64;
+        macro_rules! request_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    route,
+                    status,
+                    outcome,
+                    event_id = self.event_id.as_deref(),
+                    reference = self.reference.as_deref(),
+                    ticket_id = self.ticket_id,
+                    duration_ms,
+                    detail = detail.as_deref(),
+                    "request"
+                )
+            };
+        }
         if status >= 500 {
-            tracing::warn!(
-                route,
-                status,
-                outcome,
-                event_id = self.event_id.as_deref(),
-                reference = self.reference.as_deref(),
-                ticket_id = self.ticket_id,
-                duration_ms,
-                detail = detail.as_deref(),
-                "request"
-            );
+            request_line!(warn);
         } else {
-            tracing::info!(
-                route,
-                status,
-                outcome,
-                event_id = self.event_id.as_deref(),
-                reference = self.reference.as_deref(),
-                ticket_id = self.ticket_id,
-                duration_ms,
-                detail = detail.as_deref(),
-                "request"
-            );
+            request_line!(info);
         }
         response
     }

@@ -160,64 +160,42 @@ pub struct ActionMarker {
     pub claim: Claim,
 }
 
-impl Guarded for IncidentRecord {
-    fn claim(&self) -> &Claim {
-        &self.claim
-    }
-    fn claim_mut(&mut self) -> &mut Claim {
-        &mut self.claim
-    }
-    fn stage(&self) -> Stage {
-        match self.state {
-            IncidentState::Claimed => Stage::Open,
-            IncidentState::Created => Stage::Done,
+/// `Guarded` for a record: which field is its claim, and the stage of its work.
+macro_rules! guarded {
+    ($record:ty, $claim:ident, |$r:ident| $stage:expr) => {
+        impl Guarded for $record {
+            fn claim(&self) -> &Claim {
+                &self.$claim
+            }
+            fn claim_mut(&mut self) -> &mut Claim {
+                &mut self.$claim
+            }
+            fn stage(&self) -> Stage {
+                let $r = self;
+                $stage
+            }
         }
-    }
+    };
 }
 
-impl Guarded for EventRecord {
-    fn claim(&self) -> &Claim {
-        &self.claim
-    }
-    fn claim_mut(&mut self) -> &mut Claim {
-        &mut self.claim
-    }
-    fn stage(&self) -> Stage {
-        match self.state {
-            EventState::Pending => Stage::Open,
-            EventState::Done => Stage::Done,
-        }
-    }
-}
+guarded!(IncidentRecord, claim, |r| match r.state {
+    IncidentState::Claimed => Stage::Open,
+    IncidentState::Created => Stage::Done,
+});
 
-/// The close of a ticket is the work its record guards (the close call is idempotent: a stale claim is retried).
-impl Guarded for TicketRecord {
-    fn claim(&self) -> &Claim {
-        &self.close_claim
-    }
-    fn claim_mut(&mut self) -> &mut Claim {
-        &mut self.close_claim
-    }
-    fn stage(&self) -> Stage {
-        match self.close {
-            CloseState::Open | CloseState::Closing => Stage::Open,
-            CloseState::Closed => Stage::Done,
-        }
-    }
-}
+guarded!(EventRecord, claim, |r| match r.state {
+    EventState::Pending => Stage::Open,
+    EventState::Done => Stage::Done,
+});
 
-impl Guarded for ActionMarker {
-    fn claim(&self) -> &Claim {
-        &self.claim
-    }
-    fn claim_mut(&mut self) -> &mut Claim {
-        &mut self.claim
-    }
-    fn stage(&self) -> Stage {
-        match self.state {
-            MarkerState::Reserved => Stage::Open,
-            MarkerState::Sending => Stage::Unknown,
-            MarkerState::Sent | MarkerState::Own => Stage::Done,
-        }
-    }
-}
+// The close of a ticket is the work its record guards (the close call is idempotent: a stale claim is retried).
+guarded!(TicketRecord, close_claim, |r| match r.close {
+    CloseState::Open | CloseState::Closing => Stage::Open,
+    CloseState::Closed => Stage::Done,
+});
+
+guarded!(ActionMarker, claim, |r| match r.state {
+    MarkerState::Reserved => Stage::Open,
+    MarkerState::Sending => Stage::Unknown,
+    MarkerState::Sent | MarkerState::Own => Stage::Done,
+});
