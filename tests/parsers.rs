@@ -1,4 +1,4 @@
-//! Property tests for every parser that sees outside input (issue #7), through the library's public API:
+//! Property tests for every parser that sees outside input, through the library's public API:
 //! the CF signature headers and body, the Halo webhook body, Halo API responses, the external reference, and
 //! HTML → text. Each must return (never panic, never hang) on any input, and keep its output bounded.
 //!

@@ -1,5 +1,5 @@
 //! `FakeHalo`: an in-process fake of the HaloPSA REST API that behaves like the real one
-//! (as researched in `halo-api.md`) and records every request.
+//! (docs/halo-api.md) and records every request.
 //!
 //! Served paths (matched case-insensitively, like IIS):
 //! * `POST /auth/token` (client_credentials, optional `?tenant=`);

@@ -4,7 +4,7 @@
 //! depends on this crate.
 //!
 //! * [`halo::FakeHalo`] and [`cf::FakeCf`]: in-process fakes of the HaloPSA and ContraForce APIs
-//!   that behave like the real services (see `halo-api.md`) and record every request.
+//!   that behave like the real services (see docs/halo-api.md) and record every request.
 //! * [`faults::Faults`]: a fault injector shared by both fakes (statuses, delays, broken bodies).
 //! * [`host::StandInHost`]: a stand-in Azure Functions host for custom handlers in forwarding mode.
 //! * [`azurite::Azurite`]: starts the Azurite table emulator from `node_modules`.

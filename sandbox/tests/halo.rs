@@ -1,4 +1,4 @@
-//! FakeHalo behaves like the real Halo API (halo-api.md) and records what it got.
+//! FakeHalo behaves like the real Halo API (docs/halo-api.md) and records what it got.
 
 use reqwest::{Client, StatusCode};
 use sandbox::halo::{FakeHalo, HaloConfig, NewAction, NewTicket};

@@ -42,7 +42,7 @@ FORBIDDEN_SETTINGS = {
     "AzureWebJobsStorage",
 }
 
-# Built-in role definition ids (functions-host.md §3).
+# Built-in role definition ids (docs/functions-host.md, Roles).
 ROLE_KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 ROLE_STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 ROLE_STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"

@@ -1,4 +1,4 @@
-//! POST /api/cf-webhook end to end (issue #3).
+//! POST /api/cf-webhook end to end.
 
 use crate::support::*;
 use reqwest::StatusCode;
@@ -24,6 +24,16 @@ async fn a_new_incident_becomes_one_ticket_with_one_halo_call() {
     assert_eq!(b.halo.count("POST", "/api/Tickets"), 1);
     assert_eq!(b.halo.count("GET", "/api"), 0, "no lookup before a create");
     assert_eq!(b.halo.token_requests(), 1);
+    // The request line carries values, never Rust's `Some(…)`/`None` debug form.
+    let created = |l: &sandbox::host::LogLine| l.text.contains("outcome=\"created\"");
+    assert!(b.host.wait_for_log(created, Duration::from_secs(60)).await, "no request line:\n{}", b.log_text());
+    let logs = b.log_text();
+    let line = logs.lines().find(|l| l.contains("outcome=\"created\"")).unwrap_or_default();
+    assert!(
+        line.contains("reference=\"cf|sentinel|inc-create\"") && line.contains(&format!("ticket_id={id}")),
+        "{line}"
+    );
+    assert!(!logs.contains("Some(") && !logs.contains("=None"), "{logs}");
     b.assert_clean_logs();
 }
 
@@ -358,7 +368,7 @@ async fn with_thirdpartynumber_a_lost_create_is_found_among_the_clients_recent_t
     assert!(lookup.query_param("thirdpartynumber").is_none(), "not a Halo filter: never relied on");
 }
 
-/// What each kind of event costs upstream (issue #8): Table Storage calls counted by a proxy in front of Azurite,
+/// What each kind of event costs upstream: Table Storage calls counted by a proxy in front of Azurite,
 /// Halo calls by the fake. A duplicate is one Table read and nothing else.
 #[tokio::test]
 async fn each_event_costs_the_fewest_upstream_calls() {

@@ -1,4 +1,4 @@
-//! `handler --check` against the fakes (issue #9): all green; a wrong Halo secret turns that line red only.
+//! `handler --check` against the fakes: all green; a wrong Halo secret turns that line red only.
 
 use crate::support::*;
 use std::process::Stdio;

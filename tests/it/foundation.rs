@@ -153,6 +153,51 @@ async fn an_invalid_setting_stops_the_start_naming_the_variable() {
     assert!(stderr.contains("invalid setting HALO_DEFAULT_CLIENT_ID"), "{stderr}");
 }
 
+/// Every invalid value is named in one start, `LOG_LEVEL` included (a bare word would otherwise silence every log
+/// line), and `--check` says the same with its summary line.
+#[tokio::test]
+async fn every_invalid_setting_is_named_at_once_and_check_sums_them_up() {
+    let run = |args: &'static [&'static str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .args(args)
+            .env_clear()
+            .env("HALO_DEFAULT_CLIENT_ID", "one")
+            .env("LOG_LEVEL", "verbose")
+            .env("CF_MAX_SKEW_SECONDS", "five")
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+    };
+    let serve = run(&[]).await.unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    for name in ["HALO_DEFAULT_CLIENT_ID", "LOG_LEVEL", "CF_MAX_SKEW_SECONDS"] {
+        assert!(stderr.contains(&format!("invalid setting {name}")), "{name} not named: {stderr}");
+    }
+    let check = run(&["--check"]).await.unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("FAIL  configuration: invalid setting")).count(), 3, "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("0 passed, 3 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn help_prints_usage_and_exits_zero_and_a_typo_exits_two() {
+    for flag in ["--help", "-h"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler")).arg(flag).output().await.unwrap();
+        assert!(out.status.success(), "{flag}: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("Usage: handler"), "{text}");
+        for command in ["--check", "--list-settings", "--version"] {
+            assert!(text.contains(command), "{flag} does not list {command}");
+        }
+    }
+    let typo = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler")).arg("--chek").output().await.unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown argument `--chek`"));
+}
+
 #[tokio::test]
 async fn without_a_host_port_it_serves_the_func_start_port() {
     // 7071 is what `func start` uses; skip nothing: if it is taken, the start must fail naming it.

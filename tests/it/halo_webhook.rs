@@ -1,4 +1,4 @@
-//! POST /api/halo-webhook end to end (issue #4).
+//! POST /api/halo-webhook end to end.
 
 use crate::support::*;
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! Hostile HTTP input (issue #7): each request gets the right 4xx, and nothing reaches Halo or ContraForce.
+//! Hostile HTTP input: each request gets the right 4xx, and nothing reaches Halo or ContraForce.
 //!
 //! `cf_webhook::bad_requests_get_a_clear_4xx_and_no_upstream_call` already covers a declared 1 MiB + 1 body, an empty
 //! body, a missing event id, upper-case/prefix-less/old/wrong-secret/missing signatures, a signature for another

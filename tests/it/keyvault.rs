@@ -1,4 +1,4 @@
-//! Secrets read directly from Key Vault with a user-assigned identity, refreshed, rotated without downtime (issue #6).
+//! Secrets read directly from Key Vault with a user-assigned identity, refreshed, rotated without downtime.
 
 use crate::fake_vault::{FakeVault, CLIENT_ID};
 use crate::support::*;

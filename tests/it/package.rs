@@ -1,4 +1,4 @@
-//! The deployable package (issue #5): `scripts/package` builds `dist/app.zip`; the packaged app starts under the
+//! The deployable package: `scripts/package` builds `dist/app.zip`; the packaged app starts under the
 //! stand-in host exactly as Azure would start it from the zip, and answers a signed test delivery.
 
 use crate::support::*;

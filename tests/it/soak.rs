@@ -1,4 +1,4 @@
-//! The soak test: a retrying, duplicating sender against faulty fakes (issue #7).
+//! The soak test: a retrying, duplicating sender against faulty fakes.
 //!
 //! `soak_both_directions_survive_faults_restarts_and_storage_pauses` drives the real binary under the stand-in host,
 //! against Azurite and the Halo/ContraForce fakes with seeded fault rates, in both directions at once:

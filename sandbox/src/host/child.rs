@@ -1,4 +1,4 @@
-//! Spawning, probing, restarting and stopping the handler process (§2.3 points 3, 4, 10).
+//! Spawning, probing, restarting and stopping the handler process (docs/functions-host.md, Startup and restarts).
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;

@@ -1,4 +1,4 @@
-//! Loading `host.json` and `*/function.json` (functions-host.md §2.3 points 1 and 2) and the
+//! Loading `host.json` and `*/function.json` (docs/functions-host.md, host.json) and the
 //! route templates.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! `StandInHost`: a stand-in for the Azure Functions host running a custom handler in
-//! forwarding mode (functions-host.md §1 and the §2.3 spec).
+//! forwarding mode (docs/functions-host.md, HTTP forwarding and Startup and restarts).
 //!
 //! It loads `host.json` and `*/function.json`, spawns the handler the way the host does
 //! (free port, `FUNCTIONS_*` variables, readiness probe on `GET /` every 25 ms), captures its

@@ -1,4 +1,4 @@
-//! Routing, key checks and forwarding (§2.3 points 5 to 9).
+//! Routing, key checks and forwarding (docs/functions-host.md, HTTP forwarding).
 
 use std::sync::Arc;
 use std::time::Duration;
