@@ -1,13 +1,14 @@
 //! ContraForce ↔ HaloPSA bridge: an Azure Functions custom handler. `docs/architecture.md` is the map.
 //!
-//! Layers, lowest first; a module imports only from layers below its own (and its own submodules):
+//! Layers, lowest first; a module imports only from layers below its own (and its own submodules), checked by
+//! `tests/infra/test_layers.py`:
 //! 1. `domain`, `wire`, `availability`, `settings`: values and vocabulary, no I/O.
-//! 2. `secrets`; then `config` (every setting read and validated once, one file per area).
-//! 3. `upstream` (HTTP calls, their failures), `identity` (managed identity tokens).
-//! 4. `cf`, `halo`, `store` (with `store::claim`, the one claim protocol), `keyvault`: one domain each.
-//! 5. `directions`: each direction's exactly-once work, and the `Direction` list.
-//! 6. `app`: the clients and the store, and each direction's work built from them.
-//! 7. `routes`, `check`, `startup`, `cli`: the edges.
+//! 2. `secrets`. 3. `config` (every setting read and validated once, one file per area).
+//! 4. `upstream` (HTTP calls, their failures), `identity` (managed identity tokens), `telemetry`.
+//! 5. `cf`, `halo`, `store` (with `store::claim`, the one claim protocol), `keyvault`: one domain each.
+//! 6. `directions`: each direction's exactly-once work, and the `Direction` list.
+//! 7. `app`: the clients and the store, and each direction's work built from them.
+//! 8. `routes`, `check`. 9. `startup`. 10. `cli`: the edges.
 
 pub mod app;
 pub mod availability;
