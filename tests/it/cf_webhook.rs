@@ -26,7 +26,8 @@ async fn a_new_incident_becomes_one_ticket_with_one_halo_call() {
     assert_eq!(b.halo.token_requests(), 1);
     // The request line carries values, never Rust's `Some(…)`/`None` debug form.
     let created = |l: &sandbox::host::LogLine| l.text.contains("outcome=\"created\"");
-    assert!(b.host.wait_for_log(created, Duration::from_secs(60)).await, "no request line:\n{}", b.log_text());
+    let seen = b.host.wait_for_log(created, Duration::from_secs(60)).await;
+    assert!(seen, "no request line:\n{}", b.log_text());
     let logs = b.log_text();
     let line = logs.lines().find(|l| l.contains("outcome=\"created\"")).unwrap_or_default();
     assert!(
