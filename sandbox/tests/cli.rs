@@ -18,7 +18,7 @@ async fn serve_prints_env_and_stops_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut env = BTreeMap::new();
     while env.len() < 10 {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .expect("output in time")
             .unwrap()
@@ -66,6 +66,6 @@ async fn serve_prints_env_and_stops_on_sigterm() {
     let pid = child.id().unwrap();
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let status =
-        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits after SIGTERM").unwrap();
+        tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits after SIGTERM").unwrap();
     assert!(status.success(), "{status}");
 }

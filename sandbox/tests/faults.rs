@@ -1,6 +1,6 @@
 //! Every fault kind, on both fakes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use sandbox::cf::{CfConfig, FakeCf};
@@ -76,17 +76,39 @@ async fn token_endpoint_faults() {
     assert_eq!(halo.tokens_issued(), 0);
 }
 
+/// Waits (generously: a bound only so that a fake that never gets there fails) until `ready` holds.
+async fn until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..6_000 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} never happened");
+}
+
+/// The delay comes before the operation: while the fake holds the request, nothing is applied and nothing is
+/// answered; then both happen. (The delay is long so that "while it holds" is not a race.)
 #[tokio::test]
 async fn delay_before_then_applies() {
     let halo = FakeHalo::start(HaloConfig::test());
     let c = client();
     let tok = token(&halo, &c).await;
-    halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_millis(300))));
-    let started = Instant::now();
-    let resp = post_ticket(&halo, &c, &tok).await.unwrap();
-    // A lower bound only: a delay can be longer on a busy machine, never shorter.
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_secs(3))));
+    let pending = {
+        let (halo_api, c, tok) = (halo.api_url(), c.clone(), tok.clone());
+        tokio::spawn(async move {
+            c.post(format!("{halo_api}/Tickets"))
+                .bearer_auth(tok)
+                .json(&json!([{"summary": "s", "details_html": "<p>d</p>"}]))
+                .send()
+                .await
+        })
+    };
+    until("the delay fault on POST /api/Tickets", || halo.faults().injected().get("delay_before") == Some(&1)).await;
+    assert!(halo.tickets().is_empty(), "nothing is applied while the request is held");
+    assert!(!pending.is_finished(), "nothing is answered while the request is held");
+    let resp = pending.await.unwrap().unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(halo.tickets().len(), 1);
     assert_eq!(halo.faults().injected()["delay_before"], 1);
@@ -97,7 +119,7 @@ async fn delay_before_past_the_client_timeout_still_applies_later() {
     let halo = FakeHalo::start(HaloConfig::test());
     let c = client();
     let tok = token(&halo, &c).await;
-    halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_millis(400))));
+    halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_secs(3))));
     let err = c
         .post(format!("{}/Tickets", halo.api_url()))
         .bearer_auth(&tok)
@@ -108,8 +130,8 @@ async fn delay_before_past_the_client_timeout_still_applies_later() {
         .unwrap_err();
     assert!(err.is_timeout());
     assert!(halo.tickets().is_empty(), "not applied yet");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(halo.tickets().len(), 1, "the server still handled it");
+    until("the held ticket create", || halo.tickets().len() == 1).await;
+    assert_eq!(halo.faults().injected()["delay_before"], 1, "the server still handled it, after the delay");
 }
 
 #[tokio::test]

@@ -101,7 +101,14 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         let b = b.clone();
         tokio::spawn(async move { b.send_cf("evt-term", &incident("inc-term", 50)).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGTERM once the request is surely in flight: the handler has called Halo, which holds the create 1.5 s.
+    for _ in 0..30_000 {
+        if b.halo.count("POST", "/api/Tickets") > 0 || sender.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.halo.count("POST", "/api/Tickets"), 1, "the delivery reached Halo before the stop");
     let status = b.host.stop_handler_gracefully().await;
     let answer = sender.await.unwrap();
     assert_eq!(answer.body["status"], "created", "{answer:?}");
@@ -209,7 +216,8 @@ async fn without_a_host_port_it_serves_the_func_start_port() {
         .spawn()
         .unwrap();
     let mut ready = false;
-    for _ in 0..100 {
+    // Bounded (generously) so that a handler that never listens fails the test rather than hanging it.
+    for _ in 0..2_400 {
         if let Ok(r) = reqwest::get("http://127.0.0.1:7071/").await {
             ready =
                 r.status() == StatusCode::OK && r.json::<Value>().await.map(|v| v["status"] == "ok").unwrap_or(false);

@@ -87,7 +87,7 @@ async fn azurite_oauth(dir: &Path, port: u16) -> tokio::process::Child {
         .spawn()
         .expect("azurite-table");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = tokio::time::timeout(Duration::from_secs(30), async {
+    let started = tokio::time::timeout(Duration::from_secs(120), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("successfully started") {
                 return true;

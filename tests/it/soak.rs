@@ -1,4 +1,4 @@
-//! The soak test: a retrying, duplicating sender against faulty fakes.
+//! The soak test: a retrying, duplicating sender against faulty fakes (docs/reliability.md).
 //!
 //! `soak_both_directions_survive_faults_restarts_and_storage_pauses` drives the real binary under the stand-in host,
 //! against Azurite and the Halo/ContraForce fakes with seeded fault rates, in both directions at once:
@@ -38,6 +38,9 @@ const TIMEOUT_PLUS: Duration = Duration::from_millis(2_600);
 const LATENCY: Duration = Duration::from_millis(300);
 /// Claims of a killed handler are taken over after this; longer than any one request's work (25 s budget).
 const CLAIM_TTL_SECS: u64 = 30;
+/// How long a sender keeps retrying one delivery before it records it as never answered 2xx (a failure). Generous:
+/// on a loaded machine the bridge is slow, not wrong.
+const DELIVERY_BUDGET: Duration = Duration::from_secs(300);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
@@ -419,10 +422,9 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
                 };
                 let raw = serde_json::to_vec(&incident(&incident_id(i), 10_000 + i as i64)).unwrap();
                 let what = format!("cf {event}");
-                let answer = until_2xx(&s.cf, &what, Duration::from_secs(150), || {
-                    cf_request(&s.http, &s.cf_url, &s.key, &event, &raw)
-                })
-                .await;
+                let answer =
+                    until_2xx(&s.cf, &what, DELIVERY_BUDGET, || cf_request(&s.http, &s.cf_url, &s.key, &event, &raw))
+                        .await;
                 if let Some(body) = answer {
                     if let Some(t) = body["ticketId"].as_i64() {
                         let mut known = s.tickets.lock().unwrap();
@@ -490,7 +492,7 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
                     Step::Reopen => {
                         // Reopen only once the close is visible in ContraForce: otherwise Halo's next webhook could
                         // never see the closed state at all (nothing to mirror), which is not what is tested here.
-                        let until = Instant::now() + Duration::from_secs(90);
+                        let until = Instant::now() + Duration::from_secs(300);
                         while s.b.cf.status_changes(&incident_id(i)).len() < closes_so_far && Instant::now() < until {
                             let _ = until_2xx(&s.followups, "halo reopen wait", Duration::from_secs(60), || {
                                 halo_request(&s.http, &s.halo_url, &s.key, ticket)
@@ -504,11 +506,10 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
                 // Halo sometimes fires two webhooks for one change (ticket updated + action added).
                 let fire_twice = rng.gen_bool(0.2);
                 let what = format!("halo ticket {ticket} after {step:?}");
-                let one = until_2xx(&s.halo, &what, Duration::from_secs(150), || {
-                    halo_request(&s.http, &s.halo_url, &s.key, ticket)
-                });
+                let one =
+                    until_2xx(&s.halo, &what, DELIVERY_BUDGET, || halo_request(&s.http, &s.halo_url, &s.key, ticket));
                 if fire_twice {
-                    let two = until_2xx(&s.halo, &what, Duration::from_secs(150), || {
+                    let two = until_2xx(&s.halo, &what, DELIVERY_BUDGET, || {
                         halo_request(&s.http, &s.halo_url, &s.key, ticket)
                     });
                     let _ = futures::join!(one, two);
@@ -592,7 +593,9 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
                 && b.cf.status_changes(&incident_id(*i)).len() >= expected_closes.get(i).copied().unwrap_or(0)
         })
     };
-    let quiet_deadline = Instant::now() + Duration::from_secs(CLAIM_TTL_SECS + 30);
+    // Bounded only so that a bridge that never converges fails (with the end-state problems below) instead of hanging;
+    // the loop ends as soon as everything is forwarded. Generous: a loaded machine is slow, not wrong.
+    let quiet_deadline = Instant::now() + Duration::from_secs(CLAIM_TTL_SECS + 600);
     let mut quiet_rounds = 0;
     loop {
         quiet_rounds += 1;
@@ -797,8 +800,6 @@ async fn soak_both_directions_survive_faults_restarts_and_storage_pauses() {
     );
     assert!(b.host.unexpected_exits().is_empty(), "the handler died on its own: {:?}", b.host.unexpected_exits());
     b.assert_clean_logs();
-    // How long it took is reported above, never asserted: on a busy machine any limit is a flaky test.
-    let _ = total;
 }
 
 /// The separate, labelled scenario: ContraForce comment POSTs whose outcome the bridge cannot know (the connection
@@ -921,7 +922,7 @@ async fn a_storage_freeze_during_the_marker_write_loses_no_comment() {
         let (http, url, key) = (http_client(), b.host.function_url("halo-webhook"), b.host.function_key().to_string());
         tokio::spawn(async move { halo_request(&http, &url, &key, ticket).await })
     };
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(120);
     while b.halo.count("GET", "/api/Actions") == 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
