@@ -5,6 +5,18 @@ use cf_halo_bridge::directions::cf_webhook::{CfWebhookError, Outcome};
 use cf_halo_bridge::store::{incident_key, IncidentRecord, IncidentState};
 use sandbox::halo::NewTicket;
 
+/// An incident record claimed (not yet created) under `claim`.
+fn claimed(r: &cf_halo_bridge::domain::ExternalRef, claim: cf_halo_bridge::store::Claim) -> IncidentRecord {
+    IncidentRecord {
+        reference: r.clone(),
+        state: IncidentState::Claimed,
+        ticket_id: None,
+        claim,
+        lookup_needed: false,
+        created_by_event: None,
+    }
+}
+
 async fn stored(rig: &Rig, id: &str) -> IncidentRecord {
     rig.store.get::<IncidentRecord>(&incident_key(&reference(id))).await.unwrap().expect("an incident record").value
 }
@@ -47,14 +59,7 @@ async fn a_stale_claim_is_taken_over_and_finds_the_ticket_its_holder_created() {
         client_id: Some(crate::support::DEFAULT_CLIENT),
         ..NewTicket::default()
     });
-    let record = IncidentRecord {
-        reference: r.clone(),
-        state: IncidentState::Claimed,
-        ticket_id: None,
-        claim: stale_claim(),
-        lookup_needed: false,
-        created_by_event: None,
-    };
+    let record = claimed(&r, stale_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
     let out = rig.app.cf_webhook().unwrap().deliver(&event("e1"), &incident("i-stale", 3)).await.unwrap();
     assert_eq!(out, Outcome::Created(existing), "the ticket the crashed attempt made is linked, not a second one");
@@ -77,14 +82,7 @@ async fn our_own_claim_landed_by_a_storage_retry_is_recognised() {
 async fn our_own_takeover_landed_by_a_storage_retry_still_looks_first() {
     let rig = Rig::new();
     let r = reference("i-own-takeover");
-    let record = IncidentRecord {
-        reference: r.clone(),
-        state: IncidentState::Claimed,
-        ticket_id: None,
-        claim: stale_claim(),
-        lookup_needed: false,
-        created_by_event: None,
-    };
+    let record = claimed(&r, stale_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
     rig.table.answer_next_writes_ambiguously(1);
     let out = rig.app.cf_webhook().unwrap().deliver(&event("e1"), &incident("i-own-takeover", 5)).await.unwrap();
@@ -97,14 +95,7 @@ async fn our_own_takeover_landed_by_a_storage_retry_still_looks_first() {
 async fn a_live_claim_is_waited_on_then_given_up_without_calling_halo() {
     let rig = Rig::new();
     let r = reference("i-busy");
-    let record = IncidentRecord {
-        reference: r.clone(),
-        state: IncidentState::Claimed,
-        ticket_id: None,
-        claim: live_claim(),
-        lookup_needed: false,
-        created_by_event: None,
-    };
+    let record = claimed(&r, live_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
     let err = rig.app.cf_webhook().unwrap().deliver(&event("e1"), &incident("i-busy", 6)).await.unwrap_err();
     assert!(matches!(err, CfWebhookError::InFlight), "{err:?}");
