@@ -169,7 +169,7 @@ impl Drop for Proc {
     }
 }
 
-/// Sends a signal with the `kill` command (no libc in this workspace).
+/// Sends a signal with the `kill` command.
 pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))

@@ -20,7 +20,7 @@ pub const ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// How long Azurite may take to print "successfully started".
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How many output lines are kept.
 const MAX_LINES: usize = 5000;
@@ -193,8 +193,21 @@ impl Azurite {
             output: Arc::new(Mutex::new(Vec::new())),
             started: Arc::new(AtomicU64::new(0)),
         };
-        az.spawn_and_wait().await?;
-        Ok(az)
+        // Another process may take the port before Azurite binds it: then a new port.
+        let mut attempt = 1;
+        loop {
+            match az.spawn_and_wait().await {
+                Err(AzuriteError::Exited { output, .. })
+                    if attempt < crate::PORT_ATTEMPTS && crate::says_port_taken(&output) =>
+                {
+                    attempt += 1;
+                    az.port = crate::free_port();
+                    az.output.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(az),
+            }
+        }
     }
 
     async fn spawn_and_wait(&mut self) -> Result<(), AzuriteError> {

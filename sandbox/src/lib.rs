@@ -31,10 +31,55 @@ pub mod util;
 
 pub use record::Recorded;
 
-/// Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+/// Returns a TCP port on 127.0.0.1 that is free now, for a process started later to listen on, and that this
+/// process has not handed out before.
+///
+/// The port comes from below the kernel's ephemeral range (Linux: `/proc/sys/net/ipv4/ip_local_port_range`), where
+/// neither `bind(0)` nor the source port of an outgoing connection is ever taken, so it stays free until the child
+/// binds it even while other tests connect and listen all around. Where that range is unknown, it is what `bind(0)`
+/// gives. Whoever starts the child still retries with a new port if another process took it meanwhile (the stand-in
+/// host and the Azurite launcher do).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("binding 127.0.0.1:0 must succeed")
+    use rand::Rng;
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    if let Some(first_ephemeral) = ephemeral_range_start().filter(|p| *p > LOW_PORTS_FROM + 1_000) {
+        let mut rng = rand::thread_rng();
+        for _ in 0..1_000 {
+            let port = rng.gen_range(LOW_PORTS_FROM..first_ephemeral);
+            if !handed_out.contains(&port) && free(port) {
+                handed_out.insert(port);
+                return port;
+            }
+        }
+    }
+    loop {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("binding 127.0.0.1:0 must succeed");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
+
+/// The lowest port [`free_port`] hands out below the ephemeral range (clear of the usual service ports).
+const LOW_PORTS_FROM: u16 = 20_000;
+
+/// The first port of the kernel's ephemeral range, where it says (Linux).
+fn ephemeral_range_start() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether a child's output says that its port was taken (Rust's and Node's wording of EADDRINUSE).
+pub(crate) fn says_port_taken(output: &str) -> bool {
+    output.to_ascii_lowercase().contains("address already in use")
+}
+
+/// How many ports a launcher tries when the child's port keeps being taken before it binds it.
+pub(crate) const PORT_ATTEMPTS: usize = 5;
+

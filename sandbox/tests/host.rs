@@ -323,6 +323,41 @@ async fn an_oversized_body_gets_a_413() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
 }
 
+/// The host picks a free port and the handler binds it later: another process may take it in between. Then the host
+/// starts the handler again on a new port (as the Functions host restarts a failed worker), and that failed start is
+/// not an unexpected exit of a running handler.
+#[tokio::test]
+async fn a_port_taken_before_the_handler_binds_it_is_replaced_by_a_new_one() {
+    let marker = std::env::temp_dir().join(format!("sandbox-port-taken-{}-{}", std::process::id(), rand_suffix()));
+    let host = start(options().env("ECHO_PORT_TAKEN_ONCE", marker.to_str().unwrap())).await;
+    assert!(marker.exists(), "the first handler found its port taken");
+    let (status, _) = echo(&client(), &host, "").await;
+    assert_eq!(status, StatusCode::OK, "the second handler, on a new port, serves");
+    let logs = host.logs();
+    assert!(
+        logs.iter().any(|l| l.generation == 1 && l.text.contains("Address already in use")),
+        "the first start failed on its port: {logs:?}"
+    );
+    assert!(logs.iter().any(|l| l.generation == 2 && l.text.contains("listening")), "{logs:?}");
+    assert!(host.unexpected_exits().is_empty(), "a failed start is not an unexpected exit");
+    let _ = std::fs::remove_file(&marker);
+}
+
+/// Ports handed out for children to bind are distinct and, on Linux, below the ephemeral range (where no `bind(0)`
+/// and no outgoing connection can take them meanwhile).
+#[test]
+fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let ports: Vec<u16> = (0..200).map(|_| sandbox::free_port()).collect();
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").expect("Linux port range");
+    let first_ephemeral: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(ports.iter().all(|p| *p < first_ephemeral), "{ports:?} vs ephemeral ports from {first_ephemeral}");
+    for port in ports {
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "{port} is not free");
+    }
+}
+
 #[tokio::test]
 async fn a_handler_that_dies_at_start_fails_with_its_stderr() {
     let err = StandInHost::start(options().env("ECHO_FAIL_AT_START", "1")).await.unwrap_err();

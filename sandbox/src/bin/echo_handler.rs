@@ -6,7 +6,9 @@
 //! `x_sleep_ms=N` sleeps first, `x_redirect=1` answers 302, `x_stdout=TEXT` / `x_stderr=TEXT`
 //! print a line, `x_env=1` adds the environment, `x_exit=N` exits the process at once.
 //! Environment: `ECHO_FAIL_AT_START=1` prints to stderr and exits 3 before listening;
-//! `ECHO_STARTUP_DELAY_MS=N` waits before listening. SIGTERM stops it gracefully (exit 0).
+//! `ECHO_STARTUP_DELAY_MS=N` waits before listening; `ECHO_PORT_TAKEN_ONCE=<file>`: when the file does not exist, it
+//! creates it and holds its own port before binding it, so the bind fails as if another process had taken the port
+//! (the next start, with the file present, is normal). SIGTERM stops it gracefully (exit 0).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -100,6 +102,12 @@ async fn main() {
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
         .then(echo);
+    let _taken = std::env::var_os("ECHO_PORT_TAKEN_ONCE").filter(|marker| !std::path::Path::new(marker).exists()).map(
+        |marker| {
+            std::fs::write(&marker, b"taken once").expect("ECHO_PORT_TAKEN_ONCE file");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("holding the port")
+        },
+    );
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
         Err(e) => {

@@ -172,15 +172,18 @@ async fn spawn_child(shared: &Arc<Shared>) -> Result<Arc<ChildSlot>, HostError> 
     let monitor_shared = shared.clone();
     tokio::spawn(async move {
         let status = child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
-        let _ = tx.send(Some(status));
         if !monitor_slot.expected.load(Ordering::SeqCst) {
-            monitor_shared.unexpected_exits.lock().unwrap_or_else(|e| e.into_inner()).push(status);
+            // Only an exit of the running handler is unexpected; one before it was ready is a failed start, which
+            // the start itself reports (HostError::HandlerExited) or retries.
             let mut s = monitor_shared.state();
             let current = s.child.as_ref().is_some_and(|c| c.generation == monitor_slot.generation);
             if current && matches!(s.phase, Phase::Running) {
                 s.phase = Phase::Exited(status);
+                drop(s);
+                monitor_shared.unexpected_exits.lock().unwrap_or_else(|e| e.into_inner()).push(status);
             }
         }
+        let _ = tx.send(Some(status));
     });
     Ok(slot)
 }
@@ -225,8 +228,24 @@ async fn wait_ready(shared: &Shared, slot: &ChildSlot) -> Result<(), HostError> 
     }
 }
 
-/// Spawns a handler, waits until it is ready and makes it current.
+/// Spawns a handler, waits until it is ready and makes it current. A handler that could not listen because another
+/// process took its port in the meantime is started again on a new port, as the Functions host restarts a worker
+/// that failed (each new worker process gets a new port).
 async fn spawn_ready(shared: &Arc<Shared>) -> Result<(), HostError> {
+    let mut attempt = 1;
+    loop {
+        match spawn_ready_once(shared).await {
+            Err(HostError::HandlerExited { stderr_tail, .. })
+                if attempt < crate::PORT_ATTEMPTS && crate::says_port_taken(&stderr_tail) =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn spawn_ready_once(shared: &Arc<Shared>) -> Result<(), HostError> {
     let slot = spawn_child(shared).await?;
     {
         let mut s = shared.state();
