@@ -82,4 +82,3 @@ pub(crate) fn says_port_taken(output: &str) -> bool {
 
 /// How many ports a launcher tries when the child's port keeps being taken before it binds it.
 pub(crate) const PORT_ATTEMPTS: usize = 5;
-
