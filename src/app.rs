@@ -63,11 +63,9 @@ impl App {
         (!problems.is_empty()).then_some(DirectionOff { direction: direction.name(), problems })
     }
 
-    fn unavailable(&self, direction: &Direction) -> DirectionOff {
-        self.off(direction).unwrap_or(DirectionOff {
-            direction: direction.name(),
-            problems: vec![Problem::Other("not configured".into())],
-        })
+    /// Settings and secrets are complete, yet a client is missing (cannot happen after `App::new`; kept a 503).
+    fn unavailable(direction: &Direction) -> DirectionOff {
+        DirectionOff { direction: direction.name(), problems: vec![Problem::Other("not configured".into())] }
     }
 
     /// A fresh context for one request's work, its budget starting now.
@@ -91,7 +89,7 @@ impl App {
         }
         match (self.config.cf_webhook.ready(), &self.store, &self.halo) {
             (Some(cfg), Some(store), Some(halo)) => Ok(CfWebhook::new(self.context(store, halo), cfg)),
-            _ => Err(self.unavailable(&CF_WEBHOOK)),
+            _ => Err(Self::unavailable(&CF_WEBHOOK)),
         }
     }
 
@@ -102,7 +100,7 @@ impl App {
         }
         match (self.config.halo_webhook.ready(), &self.store, &self.halo, &self.cf) {
             (Some(cfg), Some(store), Some(halo), Some(cf)) => Ok(HaloWebhook::new(self.context(store, halo), cf, cfg)),
-            _ => Err(self.unavailable(&HALO_WEBHOOK)),
+            _ => Err(Self::unavailable(&HALO_WEBHOOK)),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Start-up: build the app, say which directions are on, serve until SIGTERM/SIGINT, finishing requests in flight.
 
 use crate::app::App;
-use crate::config::{Config, ConfigErrors};
+use crate::config::Config;
 use crate::directions;
 use crate::keyvault::KeyVaultSecrets;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,8 +10,6 @@ use std::sync::Arc;
 /// A start that cannot go on (the message names the cause).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigErrors),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]

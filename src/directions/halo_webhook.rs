@@ -196,14 +196,14 @@ impl<'a> HaloWebhook<'a> {
             }
             Acquired::Busy => return Ok(Forwarded::InFlightElsewhere),
         };
-        let sending = ActionMarker { state: MarkerState::Sending, claim: self.ctx.claims.claim() };
+        let sending = ActionMarker { state: MarkerState::Sending, claim: self.ctx.claims.new_claim() };
         let Some(etag) = self.ctx.claims.settle(&key, &claim, &sending).await? else {
             return Ok(Forwarded::InFlightElsewhere);
         };
         let sending = crate::store::Versioned { value: sending, etag };
         match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
             Ok(()) => {
-                let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.claim() };
+                let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
                 if let Err(e) = self.ctx.claims.settle(&key, &sending, &sent).await {
                     // Left at Sending: never posted again.
                     tracing::warn!(error = %e, action_id = action.id, "could not mark a forwarded action as sent");

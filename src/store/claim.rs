@@ -107,7 +107,7 @@ impl<'a> Claimant<'a> {
     }
 
     /// A new claim held by this request.
-    pub fn claim(&self) -> Claim {
+    pub fn new_claim(&self) -> Claim {
         Claim::new(&self.owner)
     }
 
@@ -135,7 +135,7 @@ impl<'a> Claimant<'a> {
             let Some(found) = found else {
                 let fresh = how.fresh.ok_or(StoreError::NotFound)?;
                 let mut record = fresh();
-                *record.claim_mut() = self.claim();
+                *record.claim_mut() = self.new_claim();
                 match self.store.insert(key, &record).await {
                     Ok(etag) => {
                         return Ok(Acquired::Ours { record: Versioned { value: record, etag }, took_over: None })
@@ -164,7 +164,7 @@ impl<'a> Claimant<'a> {
                 return Ok(Acquired::Uncertain(found));
             }
             let mut record = (how.take_over)(&found.value);
-            *record.claim_mut() = self.claim();
+            *record.claim_mut() = self.new_claim();
             let previous = found.value.claim().clone();
             match self.store.replace(key, &record, &found.etag).await {
                 Ok(etag) => {

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import unittest
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +366,14 @@ def condition(resource: dict[str, Any]) -> Any:
 
 def site(doc: dict[str, Any]) -> dict[str, Any]:
     return one_resource(doc, "Microsoft.Web/sites")[1]
+
+
+class TemplateTestCase(unittest.TestCase):
+    """`infra/main.bicep` parsed once, with the resources most tests look at: the site, the vault, the storage."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.doc = parse_bicep()
+        cls.site_name, cls.site = one_resource(cls.doc, "Microsoft.Web/sites")
+        cls.kv_name, cls.kv = one_resource(cls.doc, "Microsoft.KeyVault/vaults")
+        cls.st_name, cls.st = one_resource(cls.doc, "Microsoft.Storage/storageAccounts")

@@ -27,13 +27,10 @@ PRIVATE_ONLY_TYPES = {
 }
 
 
-class NetworkTestCase(unittest.TestCase):
+class NetworkTestCase(c.TemplateTestCase):
     @classmethod
     def setUpClass(cls) -> None:
-        cls.doc = c.parse_bicep()
-        cls.site_name, cls.site = c.one_resource(cls.doc, "Microsoft.Web/sites")
-        cls.kv_name, cls.kv = c.one_resource(cls.doc, "Microsoft.KeyVault/vaults")
-        cls.st_name, cls.st = c.one_resource(cls.doc, "Microsoft.Storage/storageAccounts")
+        super().setUpClass()
         cls.vnet_name, cls.vnet = c.one_resource(cls.doc, "Microsoft.Network/virtualNetworks")
 
     def ev(self, mode: str) -> c.Evaluator:

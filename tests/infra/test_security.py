@@ -23,14 +23,7 @@ UNTAGGABLE = {
 }
 
 
-class SecurityTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.doc = c.parse_bicep()
-        cls.site_name, cls.site = c.one_resource(cls.doc, "Microsoft.Web/sites")
-        cls.kv_name, cls.kv = c.one_resource(cls.doc, "Microsoft.KeyVault/vaults")
-        cls.st_name, cls.st = c.one_resource(cls.doc, "Microsoft.Storage/storageAccounts")
-
+class SecurityTestCase(c.TemplateTestCase):
     def ev(self, **params: Any) -> c.Evaluator:
         return c.Evaluator(self.doc, params)
 

@@ -19,6 +19,17 @@ fn comments(rig: &Rig, id: &str) -> Vec<String> {
     rig.cf.comments(id).into_iter().map(|c| c.content).collect()
 }
 
+/// A marker left on an action by another webhook, as it left it.
+async fn seed_marker(
+    rig: &Rig,
+    ticket: TicketId,
+    action: i64,
+    state: MarkerState,
+    claim: cf_halo_bridge::store::Claim,
+) {
+    rig.store.insert(&action_key(ticket, action), &ActionMarker { state, claim }).await.unwrap();
+}
+
 async fn sync(rig: &Rig, ticket: TicketId) -> HaloWebhookOutcome {
     rig.app.halo_webhook().unwrap().sync(ticket).await.unwrap()
 }
@@ -40,8 +51,7 @@ async fn a_stale_reservation_is_taken_over_and_posted_once() {
     let rig = Rig::new();
     let ticket = ticketed(&rig, "h-stale").await;
     let action = note(&rig, ticket, "reserved by a crashed webhook");
-    let marker = ActionMarker { state: MarkerState::Reserved, claim: stale_claim() };
-    rig.store.insert(&action_key(ticket, action), &marker).await.unwrap();
+    seed_marker(&rig, ticket, action, MarkerState::Reserved, stale_claim()).await;
     sync(&rig, ticket).await;
     assert_eq!(comments(&rig, "h-stale").len(), 1);
     let stored = rig.store.get::<ActionMarker>(&action_key(ticket, action)).await.unwrap().unwrap().value;
@@ -54,8 +64,7 @@ async fn a_stale_send_of_unknown_outcome_is_never_repeated_and_does_not_block_th
     let ticket = ticketed(&rig, "h-unknown").await;
     let unknown = note(&rig, ticket, "posted, answer lost");
     note(&rig, ticket, "the next one");
-    let marker = ActionMarker { state: MarkerState::Sending, claim: stale_claim() };
-    rig.store.insert(&action_key(ticket, unknown), &marker).await.unwrap();
+    seed_marker(&rig, ticket, unknown, MarkerState::Sending, stale_claim()).await;
     sync(&rig, ticket).await;
     let sent = comments(&rig, "h-unknown");
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -68,8 +77,7 @@ async fn a_live_reservation_elsewhere_stops_the_webhook_to_keep_the_order() {
     let ticket = ticketed(&rig, "h-busy").await;
     let held = note(&rig, ticket, "being posted by another webhook");
     note(&rig, ticket, "after it");
-    let marker = ActionMarker { state: MarkerState::Reserved, claim: live_claim() };
-    rig.store.insert(&action_key(ticket, held), &marker).await.unwrap();
+    seed_marker(&rig, ticket, held, MarkerState::Reserved, live_claim()).await;
     assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
     assert!(comments(&rig, "h-busy").is_empty(), "nothing after an action in flight elsewhere is posted first");
 }
