@@ -11,9 +11,12 @@ use crate::domain::{RefLocation, TicketRefField};
 use crate::halo::client::HaloClient;
 use crate::secrets::Secrets;
 use crate::store::claim::ClaimPolicy;
+use crate::store::queue::{AzureQueue, WorkQueue};
 use crate::store::{AzureTable, Store, Table};
-use crate::upstream::{Deadline, REQUEST_BUDGET};
+use crate::upstream::Deadline;
+use crate::work::Ledger;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct App {
     pub config: Config,
@@ -21,6 +24,8 @@ pub struct App {
     pub http: reqwest::Client,
     pub secrets: Secrets,
     pub store: Option<Store>,
+    /// The work ledger and queue (with the store and the work queue configured).
+    pub ledger: Option<Ledger>,
     pub halo: Option<HaloClient>,
     pub cf: Option<CfClient>,
 }
@@ -45,15 +50,30 @@ impl App {
             }
             Availability::Off(_) => None,
         };
-        Ok(Self::with_store(config, secrets, store, http))
+        let queue = match &config.work_queue {
+            Availability::Ready(queue) => {
+                let queue = AzureQueue::new(queue, &http, config.extra_ca_pem.as_deref())
+                    .map_err(|e| format!("work queue ({}): {e}", crate::settings::WEBJOBS_STORAGE))?;
+                Some(Arc::new(queue) as Arc<dyn WorkQueue>)
+            }
+            Availability::Off(_) => None,
+        };
+        Ok(Self::with_parts(config, secrets, store, queue, http))
     }
 
-    /// Assembles the app around a given store (tests pass an in-memory one).
-    pub fn with_store(config: Config, secrets: Secrets, store: Option<Store>, http: reqwest::Client) -> App {
+    /// Assembles the app around a given store and queue (tests pass in-memory ones).
+    pub fn with_parts(
+        config: Config,
+        secrets: Secrets,
+        store: Option<Store>,
+        queue: Option<Arc<dyn WorkQueue>>,
+        http: reqwest::Client,
+    ) -> App {
         let timeout = config.upstream_timeout;
         let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
         let cf = config.halo_webhook.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
-        App { config, http, secrets, store, halo, cf }
+        let ledger = store.clone().zip(queue).map(|(store, queue)| Ledger::new(store, queue));
+        App { config, http, secrets, store, ledger, halo, cf }
     }
 
     /// Why a direction cannot work now (its settings, the parts it uses, its secrets), or `None` when it can.
@@ -68,8 +88,14 @@ impl App {
         DirectionOff { direction: direction.name(), problems: vec![Problem::Other("not configured".into())] }
     }
 
-    /// A fresh context for one request's work, its budget starting now.
-    fn context<'a>(&'a self, store: &'a Store, halo: &'a HaloClient) -> Context<'a> {
+    /// A fresh context for one piece of work, its `budget` starting now.
+    fn context<'a>(
+        &'a self,
+        store: &'a Store,
+        ledger: &'a Ledger,
+        halo: &'a HaloClient,
+        budget: Duration,
+    ) -> Context<'a> {
         let location = self
             .config
             .halo
@@ -79,27 +105,31 @@ impl App {
         let ttl_secs = self.config.claim_ttl.as_secs() as i64;
         let policy =
             ClaimPolicy { ttl_secs, settle_secs: (3 * self.config.upstream_timeout.as_secs() as i64).min(ttl_secs) };
-        Context::new(store, halo, location, policy, Deadline::after(REQUEST_BUDGET))
+        Context::new(store, ledger, halo, location, policy, Deadline::after(budget))
     }
 
-    /// The cf-webhook work of one delivery, or why the direction is off.
-    pub fn cf_webhook(&self) -> Result<CfWebhook<'_>, DirectionOff> {
+    /// The cf-webhook work of one delivery with `budget` to finish, or why the direction is off.
+    pub fn cf_webhook(&self, budget: Duration) -> Result<CfWebhook<'_>, DirectionOff> {
         if let Some(off) = self.off(&CF_WEBHOOK) {
             return Err(off);
         }
-        match (self.config.cf_webhook.ready(), &self.store, &self.halo) {
-            (Some(cfg), Some(store), Some(halo)) => Ok(CfWebhook::new(self.context(store, halo), cfg)),
+        match (self.config.cf_webhook.ready(), &self.store, &self.ledger, &self.halo) {
+            (Some(cfg), Some(store), Some(ledger), Some(halo)) => {
+                Ok(CfWebhook::new(self.context(store, ledger, halo, budget), cfg))
+            }
             _ => Err(Self::unavailable(&CF_WEBHOOK)),
         }
     }
 
-    /// The halo-webhook work of one webhook, or why the direction is off.
-    pub fn halo_webhook(&self) -> Result<HaloWebhook<'_>, DirectionOff> {
+    /// The halo-webhook work of one webhook with `budget` to finish, or why the direction is off.
+    pub fn halo_webhook(&self, budget: Duration) -> Result<HaloWebhook<'_>, DirectionOff> {
         if let Some(off) = self.off(&HALO_WEBHOOK) {
             return Err(off);
         }
-        match (self.config.halo_webhook.ready(), &self.store, &self.halo, &self.cf) {
-            (Some(cfg), Some(store), Some(halo), Some(cf)) => Ok(HaloWebhook::new(self.context(store, halo), cf, cfg)),
+        match (self.config.halo_webhook.ready(), &self.store, &self.ledger, &self.halo, &self.cf) {
+            (Some(cfg), Some(store), Some(ledger), Some(halo), Some(cf)) => {
+                Ok(HaloWebhook::new(self.context(store, ledger, halo, budget), cf, cfg))
+            }
             _ => Err(Self::unavailable(&HALO_WEBHOOK)),
         }
     }

@@ -6,9 +6,10 @@
 //! 2. `secrets`. 3. `config` (every setting read and validated once, one file per area).
 //! 4. `upstream` (HTTP calls, their failures), `identity` (managed identity tokens), `telemetry`.
 //! 5. `cf`, `halo`, `store` (with `store::claim`, the one claim protocol), `keyvault`: one domain each.
-//! 6. `directions`: each direction's exactly-once work, and the `Direction` list.
-//! 7. `app`: the clients and the store, and each direction's work built from them.
-//! 8. `routes`, `check`. 9. `startup`. 10. `cli`: the edges.
+//! 6. `work`: durable work (the work ledger and queue, dead letters, replay).
+//! 7. `directions`: each direction's exactly-once work, and the `Direction` list.
+//! 8. `app`: the clients and the store, and each direction's work built from them.
+//! 9. `routes`, `check`. 10. `startup`. 11. `cli`: the edges.
 
 pub mod app;
 pub mod availability;
@@ -29,3 +30,4 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod wire;
+pub mod work;

@@ -101,6 +101,7 @@ pub(crate) const STATE_STORAGE_CREDENTIAL: &str = "StateStorage__credential";
 pub(crate) const STATE_STORAGE_CLIENT_ID: &str = "StateStorage__clientId";
 pub(crate) const WEBJOBS_STORAGE: &str = "AzureWebJobsStorage";
 pub(crate) const WEBJOBS_STORAGE_TABLE_URI: &str = "AzureWebJobsStorage__tableServiceUri";
+pub(crate) const WEBJOBS_STORAGE_QUEUE_URI: &str = "AzureWebJobsStorage__queueServiceUri";
 pub(crate) const WEBJOBS_STORAGE_CREDENTIAL: &str = "AzureWebJobsStorage__credential";
 pub(crate) const WEBJOBS_STORAGE_CLIENT_ID: &str = "AzureWebJobsStorage__clientId";
 pub const STATE_TABLE_NAME: &str = "STATE_TABLE_NAME";
@@ -116,6 +117,7 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 pub const UPSTREAM_TIMEOUT_SECONDS: &str = "UPSTREAM_TIMEOUT_SECONDS";
 pub const CLAIM_TTL_SECONDS: &str = "CLAIM_TTL_SECONDS";
+pub const INLINE_BUDGET_SECONDS: &str = "INLINE_BUDGET_SECONDS";
 
 /// Every setting the binary reads, in the order the README's configuration table lists them.
 pub const SETTINGS: &[Setting] = &[
@@ -279,6 +281,13 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "Identity-based host storage: the table service URI (state fallback).",
     ),
+    s(
+        WEBJOBS_STORAGE_QUEUE_URI,
+        Area::Storage,
+        false,
+        None,
+        "Identity-based host storage: the queue service URI (the durable-work queue).",
+    ),
     s(WEBJOBS_STORAGE_CREDENTIAL, Area::Storage, false, None, "Identity-based host storage: `managedidentity`."),
     s(
         WEBJOBS_STORAGE_CLIENT_ID,
@@ -362,6 +371,13 @@ pub const SETTINGS: &[Setting] = &[
         false,
         Some("10"),
         "Timeout of one Halo or ContraForce call, in seconds.",
+    ),
+    s(
+        INLINE_BUDGET_SECONDS,
+        Area::General,
+        false,
+        Some("5"),
+        "How long a webhook is processed before its work is queued instead and answered `queued`, in seconds.",
     ),
     s(
         CLAIM_TTL_SECONDS,

@@ -13,8 +13,6 @@ pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
 pub(crate) const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(20);
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
-/// Longest error body kept for logs (upstream bodies never carry our secrets, but keep lines short).
-const MAX_ERROR_BODY: usize = 300;
 
 /// The point in time by which a request must be answered.
 #[derive(Debug, Clone, Copy)]
@@ -45,9 +43,9 @@ pub enum UpstreamError {
     /// A success status arrived, then the body broke off: the call was carried out, its answer is lost.
     #[error("{service} answered {status} but the answer broke off")]
     IncompleteSuccess { service: &'static str, status: u16 },
-    /// An HTTP error status.
-    #[error("{service} answered {status}: {body}")]
-    Status { service: &'static str, status: u16, retry_after: Option<Duration>, body: String },
+    /// An HTTP error status. Its body is never kept: upstream error text stays out of logs and answers.
+    #[error("{service} answered {status}")]
+    Status { service: &'static str, status: u16, retry_after: Option<Duration> },
     /// Out of time budget before a retry could be made.
     #[error("{service} is busy; retry after {} s", retry_after.as_secs())]
     RetryLater { service: &'static str, retry_after: Duration },
@@ -63,15 +61,35 @@ impl UpstreamError {
         }
     }
 
-    /// True when the call may have been carried out although we saw no success.
-    pub(crate) fn maybe_applied(&self) -> bool {
+    /// What this failure means for the work, given what kind of call failed: the one classification of upstream
+    /// answers. A 4xx other than 408/409/429 is permanent. A repeatable call (a read, the close PUT) is transient
+    /// on everything else. A create answered 429 or 503 (or never sent) was not processed; any other 5xx, a timeout
+    /// or a lost answer may have been applied: uncertain.
+    pub fn failure(&self, call: Call) -> Failure {
+        let retry_after = self.retry_after();
         match self {
-            UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => false,
-            UpstreamError::Status { status, .. } => *status >= 500,
-            UpstreamError::Timeout { .. } | UpstreamError::Broken { .. } | UpstreamError::IncompleteSuccess { .. } => {
-                true
+            UpstreamError::Status { status, .. }
+                if (400..500).contains(status) && ![408, 409, 429].contains(status) =>
+            {
+                Failure::Permanent
             }
+            _ if call == Call::Repeatable => Failure::Transient { retry_after },
+            UpstreamError::NotSent { .. } | UpstreamError::RetryLater { .. } => Failure::Transient { retry_after },
+            UpstreamError::Status { status, .. } if *status < 500 || *status == 503 => {
+                Failure::Transient { retry_after }
+            }
+            _ => Failure::Uncertain,
         }
+    }
+
+    /// Fails the same way however often it is tried (see `failure`).
+    pub fn is_permanent(&self) -> bool {
+        self.failure(Call::Repeatable) == Failure::Permanent
+    }
+
+    /// True when a create may have been carried out although we saw no success.
+    pub(crate) fn maybe_applied(&self) -> bool {
+        self.failure(Call::Create) == Failure::Uncertain
     }
 
     pub fn status(&self) -> Option<u16> {
@@ -125,6 +143,26 @@ fn parse_retry_after(response: &Response) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// The kind of call that failed, for `UpstreamError::failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// Safe to repeat: a read, the token, the close PUT.
+    Repeatable,
+    /// Creates something (a ticket, a note, a comment): repeating it blindly could do it twice.
+    Create,
+}
+
+/// What a failed call means for the work it was part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Will fail the same way however often it is tried (a 4xx other than 408/409/429): a dead letter.
+    Permanent,
+    /// Not done, and may be tried again (after `retry_after` when the upstream said so).
+    Transient { retry_after: Option<Duration> },
+    /// May have been done: repeated only where a lookup proves it was not, otherwise recorded and never repeated.
+    Uncertain,
 }
 
 /// Whether a call may be repeated after an uncertain outcome.
@@ -230,9 +268,7 @@ async fn send_once(service: &'static str, request: RequestBuilder) -> Result<Ans
     if status.is_success() {
         return Ok(Answer { status, body });
     }
-    let text = String::from_utf8_lossy(&body);
-    let body: String = text.chars().take(MAX_ERROR_BODY).collect();
-    Err(UpstreamError::Status { service, status: status.as_u16(), retry_after, body })
+    Err(UpstreamError::Status { service, status: status.as_u16(), retry_after })
 }
 
 /// A client builder trusting the platform roots plus the configured extra authorities.
@@ -270,11 +306,35 @@ mod tests {
 
     #[test]
     fn uncertainty_by_kind() {
-        let s = |status| UpstreamError::Status { service: "x", status, retry_after: None, body: String::new() };
+        let s = |status| UpstreamError::Status { service: "x", status, retry_after: None };
         assert!(!UpstreamError::NotSent { service: "x", detail: String::new() }.maybe_applied());
         assert!(UpstreamError::Timeout { service: "x" }.maybe_applied());
-        assert!(s(500).maybe_applied());
-        assert!(!s(400).maybe_applied());
+        assert!(s(500).maybe_applied() && s(502).maybe_applied());
+        assert!(!s(400).maybe_applied() && !s(503).maybe_applied() && !s(429).maybe_applied());
         assert!(s(503).retryable() && s(429).retryable() && !s(404).retryable());
+    }
+
+    #[test]
+    fn one_classification_of_every_answer() {
+        let s = |status| UpstreamError::Status { service: "x", status, retry_after: None };
+        let transient = Failure::Transient { retry_after: None };
+        for status in [400, 401, 403, 404, 410, 422] {
+            assert_eq!(s(status).failure(Call::Create), Failure::Permanent, "{status}");
+            assert_eq!(s(status).failure(Call::Repeatable), Failure::Permanent, "{status}");
+        }
+        for status in [408, 409, 429, 500, 502, 503, 504] {
+            assert_eq!(s(status).failure(Call::Repeatable), transient, "{status}");
+        }
+        for status in [408, 409, 429, 503] {
+            assert_eq!(s(status).failure(Call::Create), transient, "{status}");
+        }
+        for status in [500, 502, 504] {
+            assert_eq!(s(status).failure(Call::Create), Failure::Uncertain, "{status}");
+        }
+        assert_eq!(UpstreamError::Timeout { service: "x" }.failure(Call::Create), Failure::Uncertain);
+        assert_eq!(UpstreamError::Timeout { service: "x" }.failure(Call::Repeatable), transient);
+        assert_eq!(UpstreamError::NotSent { service: "x", detail: String::new() }.failure(Call::Create), transient);
+        let later = UpstreamError::RetryLater { service: "x", retry_after: Duration::from_secs(30) };
+        assert_eq!(later.failure(Call::Create), Failure::Transient { retry_after: Some(Duration::from_secs(30)) });
     }
 }

@@ -17,7 +17,7 @@ pub use general::{DEFAULT_PORT, PORT_VARIABLE};
 pub use halo_api::HaloApiConfig;
 pub use halo_webhook::HaloWebhookConfig;
 pub use key_vault::KeyVaultConfig;
-pub use storage::{StorageConfig, StorageConnection};
+pub use storage::{StorageConfig, StorageConnection, WorkQueueConfig, WORK_QUEUE};
 
 use crate::availability::{Availability, Problem};
 use crate::secrets::{SecretId, SecretSource};
@@ -77,12 +77,17 @@ impl Env {
     }
 }
 
+/// Longest inline budget: the senders give up after about 30 s.
+const MAX_INLINE_BUDGET: Duration = Duration::from_secs(20);
+
 /// The whole validated configuration.
 #[derive(Clone)]
 pub struct Config {
     pub port: u16,
     pub log_filter: String,
     pub storage: Availability<StorageConfig>,
+    /// Durable work: both directions need it (nothing is answered `queued` unless it is on the queue).
+    pub work_queue: Availability<WorkQueueConfig>,
     pub halo: Availability<HaloApiConfig>,
     pub cf_webhook: Availability<CfWebhookConfig>,
     pub halo_webhook: Availability<HaloWebhookConfig>,
@@ -90,6 +95,8 @@ pub struct Config {
     pub rotation_grace: Duration,
     pub upstream_timeout: Duration,
     pub claim_ttl: Duration,
+    /// How long a webhook's work runs inline before it is queued instead.
+    pub inline_budget: Duration,
     /// Extra trusted certificate authorities (PEM), from `SSL_CERT_FILE`.
     pub extra_ca_pem: Option<Vec<u8>>,
     pub secrets: BTreeMap<SecretId, SecretSource>,
@@ -113,6 +120,13 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let storage = storage::read(Reader::new(env, &mut errors));
+        let before = errors.len();
+        let work_queue = storage::read_work_queue(Reader::new(env, &mut errors));
+        // The work queue may read the same connection string as the state storage: report its error once.
+        let (read, new) = errors.split_at(before);
+        let new: Vec<ConfigError> = new.iter().filter(|e| !read.contains(e)).cloned().collect();
+        errors.truncate(before);
+        errors.extend(new);
         let halo = halo_api::read(Reader::new(env, &mut errors));
         let cf_webhook = cf_webhook::read(Reader::new(env, &mut errors));
         let halo_webhook = halo_webhook::read(Reader::new(env, &mut errors));
@@ -124,12 +138,18 @@ impl Config {
         let rotation_grace = r.optional_as(names::SECRET_ROTATION_GRACE_SECONDS, seconds);
         let upstream_timeout = r.optional_as(names::UPSTREAM_TIMEOUT_SECONDS, positive_seconds);
         let claim_ttl = r.optional_as(names::CLAIM_TTL_SECONDS, positive_seconds);
+        let inline_budget = r.optional_as(names::INLINE_BUDGET_SECONDS, |v| match positive_seconds(v)? {
+            // The senders wait about 30 s: the work must be queued, and the answer sent, well before.
+            d if d > MAX_INLINE_BUDGET => Err(format!("at most {} seconds", MAX_INLINE_BUDGET.as_secs())),
+            d => Ok(d),
+        });
         let extra_ca_pem = general::extra_ca(&mut r);
         let config = (|| {
             Some(Config {
                 port: port?,
                 log_filter: log_filter?,
                 storage,
+                work_queue,
                 halo,
                 cf_webhook,
                 halo_webhook,
@@ -137,6 +157,7 @@ impl Config {
                 rotation_grace: rotation_grace?,
                 upstream_timeout: upstream_timeout?,
                 claim_ttl: claim_ttl?,
+                inline_budget: inline_budget?,
                 extra_ca_pem: extra_ca_pem?,
                 secrets,
             })
@@ -155,7 +176,8 @@ impl Config {
             Area::HaloWebhook => self.halo_webhook.problems(),
             _ => &[],
         };
-        own.iter().chain(self.halo.problems()).chain(self.storage.problems()).cloned().collect()
+        let parts = [self.halo.problems(), self.storage.problems(), self.work_queue.problems()];
+        own.iter().chain(parts.into_iter().flatten()).cloned().collect()
     }
 }
 

@@ -1,20 +1,33 @@
-//! Where the bridge's state lives: a Functions-style connection (`<name>` as a connection string, else the
-//! `<name>__*` identity settings), `StateStorage` first, then the host's `AzureWebJobsStorage`.
+//! Where the bridge's state and its durable work live: a Functions-style connection (`<name>` as a connection
+//! string, else the `<name>__*` identity settings). State: `StateStorage` first, then the host's
+//! `AzureWebJobsStorage`. The work queue: always `AzureWebJobsStorage`, the connection its queue trigger reads
+//! (`work-items/function.json`).
 
 use super::read::{lookup, Lookup, Reader};
 use crate::availability::{Availability, Problem};
 use crate::settings as names;
 use azure_storage::ConnectionString;
 
-/// How to reach Table Storage.
+/// How to reach one storage service (tables or queues).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConnection {
-    /// `UseDevelopmentStorage=true`: Azurite on 127.0.0.1:10002.
+    /// `UseDevelopmentStorage=true`: Azurite on 127.0.0.1 (tables 10002, queues 10001).
     Emulator,
-    /// A connection string with an account key or SAS (kept whole; parsed by `store`).
+    /// A connection string with an account key or SAS (kept whole; parsed by `store` and `queue`).
     ConnectionString(String),
-    /// `<name>__tableServiceUri` with a managed identity (user-assigned when `client_id` is set).
-    ManagedIdentity { table_service_uri: String, client_id: Option<String> },
+    /// `<name>__tableServiceUri` (or `__queueServiceUri`) with a managed identity (user-assigned when `client_id`
+    /// is set).
+    ManagedIdentity { service_uri: String, client_id: Option<String> },
+}
+
+/// The queue of durable work: the queue trigger `work-items` reads it, and the host moves a message that failed
+/// `maxDequeueCount` times to `work-items-poison`, which the `dead-letters` trigger reads.
+pub const WORK_QUEUE: &str = "work-items";
+
+#[derive(Debug, Clone)]
+pub struct WorkQueueConfig {
+    pub connection: StorageConnection,
+    pub queue_name: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -25,7 +38,7 @@ pub struct StorageConfig {
     pub table_name: String,
 }
 
-/// The settings of one Functions-style connection.
+/// The settings of one Functions-style connection (for one service: `uri` is its `__<service>ServiceUri`).
 struct Connection {
     string: &'static str,
     uri: &'static str,
@@ -47,6 +60,13 @@ const CONNECTIONS: [Connection; 2] = [
         client_id: names::WEBJOBS_STORAGE_CLIENT_ID,
     },
 ];
+
+const WORK_QUEUE_CONNECTION: Connection = Connection {
+    string: names::WEBJOBS_STORAGE,
+    uri: names::WEBJOBS_STORAGE_QUEUE_URI,
+    credential: names::WEBJOBS_STORAGE_CREDENTIAL,
+    client_id: names::WEBJOBS_STORAGE_CLIENT_ID,
+};
 
 /// Checks a connection string at startup, so a typo stops the app with the setting's name.
 fn connection_string(cs: &str) -> Result<(), String> {
@@ -87,16 +107,27 @@ fn connection(r: &mut Reader<'_>, c: &Connection) -> Result<Option<StorageConnec
         Lookup::Unset => {}
     }
     let Some(uri) = env.get(c.uri) else { return Ok(None) };
-    let table_service_uri = r.parse(c.uri, Some(uri), super::read::base_url).unwrap_or_default();
+    let service_uri = r.parse(c.uri, Some(uri), super::read::base_url).unwrap_or_default();
     match env.get(c.credential) {
         None => {}
         Some(v) if v.eq_ignore_ascii_case("managedidentity") => {}
         Some(other) => r.invalid(c.credential, format!("`{other}`: only `managedidentity` is supported")),
     }
-    Ok(Some(StorageConnection::ManagedIdentity {
-        table_service_uri,
-        client_id: env.get(c.client_id).map(str::to_string),
-    }))
+    Ok(Some(StorageConnection::ManagedIdentity { service_uri, client_id: env.get(c.client_id).map(str::to_string) }))
+}
+
+/// The work queue, or why durable work is off (failures are then answered 503, for the sender to retry).
+pub(super) fn read_work_queue(mut r: Reader<'_>) -> Availability<WorkQueueConfig> {
+    match connection(&mut r, &WORK_QUEUE_CONNECTION) {
+        Ok(Some(connection)) => Availability::Ready(WorkQueueConfig { connection, queue_name: WORK_QUEUE }),
+        Ok(None) => Availability::Off(vec![Problem::Other(format!(
+            "no work queue: set {} (or {} with {}=managedidentity)",
+            names::WEBJOBS_STORAGE,
+            names::WEBJOBS_STORAGE_QUEUE_URI,
+            names::WEBJOBS_STORAGE_CREDENTIAL
+        ))]),
+        Err(problem) => Availability::Off(vec![problem]),
+    }
 }
 
 pub(super) fn read(mut r: Reader<'_>) -> Availability<StorageConfig> {

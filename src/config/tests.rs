@@ -148,7 +148,7 @@ fn storage_follows_the_functions_connection_convention() {
     assert_eq!(
         s.connection,
         StorageConnection::ManagedIdentity {
-            table_service_uri: "https://acct.table.core.windows.net".into(),
+            service_uri: "https://acct.table.core.windows.net".into(),
             client_id: Some("1111".into())
         }
     );

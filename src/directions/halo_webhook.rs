@@ -4,6 +4,10 @@
 //! Per ticket, Table Storage holds the highest action id handled (it only moves forward), a marker per forwarded
 //! action (claimed before the comment is posted, so two concurrent webhooks cannot both post it), and the close
 //! state (claimed before the close is sent), all through `store::claim`.
+//!
+//! A comment or close that ContraForce refuses for good (a 4xx other than 408/409/429) is dead-lettered and does
+//! not block what follows; a comment whose answer was lost is recorded as uncertain and never posted again by
+//! itself; anything else transient fails the webhook, whose work is then queued (`work`).
 
 use super::Context;
 use crate::cf::client::{CfClient, Close};
@@ -12,13 +16,21 @@ use crate::domain::{ExternalRef, TicketId};
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
-use crate::store::{action_key, ticket_key, ActionMarker, Claim, CloseState, MarkerState, StoreError, TicketRecord};
-use crate::upstream::UpstreamError;
+use crate::store::{
+    action_key, ticket_key, ActionMarker, Claim, CloseState, MarkerState, StoreError, TicketRecord, Versioned,
+};
+use crate::upstream::{Call, Failure, UpstreamError};
+use crate::work::{WorkFailure, WorkItem};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HaloWebhookOutcome {
     Ignored(&'static str),
-    Processed { forwarded: usize, closed: bool },
+    /// `set_aside`: comments and closes dead-lettered or of uncertain outcome (in the work ledger).
+    Processed {
+        forwarded: usize,
+        closed: bool,
+        set_aside: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +43,15 @@ pub enum HaloWebhookError {
     Store(#[from] StoreError),
 }
 
-impl HaloWebhookError {
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
+impl WorkFailure for HaloWebhookError {
+    fn is_permanent(&self) -> bool {
+        match self {
+            HaloWebhookError::Halo(e) | HaloWebhookError::Cf(e) => e.is_permanent(),
+            HaloWebhookError::Store(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             HaloWebhookError::Halo(e) | HaloWebhookError::Cf(e) => e.retry_after(),
             HaloWebhookError::Store(_) => None,
@@ -92,8 +111,17 @@ pub(crate) fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
 enum Forwarded {
     Posted,
     AlreadyHandled,
+    /// Refused for good (a dead letter) or of unknown outcome (recorded): the next actions go on.
+    SetAside,
     /// Another webhook is posting this action right now: stop here to keep the order.
     InFlightElsewhere,
+}
+
+/// What became of the ticket's close in this webhook.
+enum Closed {
+    Now,
+    NotNow,
+    SetAside,
 }
 
 /// The work of one webhook.
@@ -117,9 +145,47 @@ impl<'a> HaloWebhook<'a> {
             return Ok(HaloWebhookOutcome::Ignored("not a CF-linked ticket"));
         };
         let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
-        let forwarded = self.forward_actions(ticket_id, &record, &actions).await?;
-        let closed = self.mirror_close(&ticket, &record.reference, record.close).await?;
-        Ok(HaloWebhookOutcome::Processed { forwarded, closed })
+        let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions).await?;
+        let closed = match self.mirror_close(&ticket, &record.reference, record.close).await? {
+            Closed::Now => true,
+            Closed::SetAside => {
+                set_aside += 1;
+                false
+            }
+            Closed::NotNow => false,
+        };
+        Ok(HaloWebhookOutcome::Processed { forwarded, closed, set_aside })
+    }
+
+    /// Forwards one action again (a replayed dead letter or uncertain comment), if it still is forwardable.
+    pub async fn forward_action(
+        &self,
+        ticket_id: TicketId,
+        action_id: i64,
+    ) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+        let Some(Versioned { value: record, .. }) = self.ctx.store.get::<TicketRecord>(&ticket_key(ticket_id)).await?
+        else {
+            return Ok(HaloWebhookOutcome::Ignored("not a CF-linked ticket"));
+        };
+        let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
+        let Some(action) = actions.iter().find(|a| a.id == action_id) else {
+            return Ok(HaloWebhookOutcome::Ignored("the action no longer exists"));
+        };
+        let is_creation = record.created_by_bridge && actions.first().is_some_and(|a| a.id == action_id);
+        let Ok(text) = forwardable(action, self.cfg, is_creation) else {
+            return Ok(HaloWebhookOutcome::Ignored("the action is no longer forwardable"));
+        };
+        let (forwarded, set_aside) = match self.forward_once(ticket_id, &record.reference, action, &text).await? {
+            Forwarded::Posted => (1, 0),
+            Forwarded::SetAside => (0, 1),
+            Forwarded::AlreadyHandled => (0, 0),
+            Forwarded::InFlightElsewhere => {
+                return Err(HaloWebhookError::Store(StoreError::Unavailable(
+                    "the action is being forwarded by another delivery".into(),
+                )))
+            }
+        };
+        Ok(HaloWebhookOutcome::Processed { forwarded, closed: false, set_aside })
     }
 
     /// Our record of the ticket (written by cf-webhook when it created it), else one made from the reference on
@@ -140,18 +206,19 @@ impl<'a> HaloWebhook<'a> {
         ticket_id: TicketId,
         record: &TicketRecord,
         actions: &[Action],
-    ) -> Result<usize, HaloWebhookError> {
+    ) -> Result<(usize, usize), HaloWebhookError> {
         // The creation of a ticket the bridge made is written by the bridge's Halo application, so the echo filter
         // skips it. Without that filter configured, fall back to skipping the ticket's first action.
         let echo_filter = self.cfg.integration_application.is_some() || self.cfg.integration_agent_id.is_some();
         let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge && !echo_filter);
         let mut handled_through = record.last_action_id;
-        let mut forwarded = 0;
+        let (mut forwarded, mut set_aside) = (0, 0);
         let mut outcome = Ok(());
         for action in actions.iter().filter(|a| a.id > record.last_action_id) {
             if let Ok(text) = forwardable(action, self.cfg, Some(action.id) == creation_id) {
                 match self.forward_once(ticket_id, &record.reference, action, &text).await {
                     Ok(Forwarded::Posted) => forwarded += 1,
+                    Ok(Forwarded::SetAside) => set_aside += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
                     Ok(Forwarded::InFlightElsewhere) => break,
                     Err(e) => {
@@ -166,7 +233,7 @@ impl<'a> HaloWebhook<'a> {
         if handled_through > record.last_action_id {
             self.advance(ticket_id, handled_through).await?;
         }
-        outcome.map(|_| forwarded)
+        outcome.map(|_| (forwarded, set_aside))
     }
 
     /// Posts one action's comment unless another webhook has, or is doing it. The marker goes Reserved (claimed,
@@ -200,7 +267,7 @@ impl<'a> HaloWebhook<'a> {
         let Some(etag) = self.ctx.claims.settle(&key, &claim, &sending).await? else {
             return Ok(Forwarded::InFlightElsewhere);
         };
-        let sending = crate::store::Versioned { value: sending, etag };
+        let sending = Versioned { value: sending, etag };
         match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
             Ok(()) => {
                 let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
@@ -210,16 +277,35 @@ impl<'a> HaloWebhook<'a> {
                 }
                 Ok(Forwarded::Posted)
             }
-            // An HTTP error answer (or a refused connection) means ContraForce did not store the comment: release
-            // the reservation so the next webhook posts it. A timeout or a broken answer may have stored it: the
-            // Sending marker stays, and the comment is not posted twice.
-            Err(e) if e.status().is_some() || !e.maybe_applied() => {
-                self.ctx.claims.release(&key, &sending, Release::Now, |m| m.state = MarkerState::Reserved).await;
-                Err(HaloWebhookError::Cf(e))
-            }
             Err(e) => {
-                tracing::warn!(action_id = action.id, error = %e, "comment delivery uncertain; it will not be posted again");
-                Err(HaloWebhookError::Cf(e))
+                let item = WorkItem::HaloAction { ticket: ticket_id, action: action.id };
+                match e.failure(Call::Create) {
+                    // Refused for good: a dead letter first, then the marker (a crash between the two leaves it
+                    // Sending: never posted again, and the dead letter is there to replay).
+                    Failure::Permanent => {
+                        self.ctx.ledger.dead_letter(&item, None, &e.to_string()).await?;
+                        let dead = ActionMarker { state: MarkerState::DeadLettered, claim: Claim::released() };
+                        if let Err(e) = self.ctx.claims.settle(&key, &sending, &dead).await {
+                            tracing::warn!(error = %e, action_id = action.id, "could not mark a dead-lettered action");
+                        }
+                        Ok(Forwarded::SetAside)
+                    }
+                    // Surely not stored (429, 503, refused connection): the next attempt posts it.
+                    Failure::Transient { .. } => {
+                        self.ctx
+                            .claims
+                            .release(&key, &sending, Release::Now, |m| m.state = MarkerState::Reserved)
+                            .await;
+                        Err(HaloWebhookError::Cf(e))
+                    }
+                    // Maybe stored (a timeout, a 500, a broken answer): the Sending marker stays, it is never
+                    // posted again by itself, and the ledger says so.
+                    Failure::Uncertain => {
+                        let reason = format!("{e}; the comment may have been posted");
+                        self.ctx.ledger.uncertain(&item, &reason).await?;
+                        Ok(Forwarded::SetAside)
+                    }
+                }
             }
         }
     }
@@ -244,12 +330,12 @@ impl<'a> HaloWebhook<'a> {
         ticket: &Ticket,
         reference: &ExternalRef,
         read: CloseState,
-    ) -> Result<bool, HaloWebhookError> {
+    ) -> Result<Closed, HaloWebhookError> {
         let key = ticket_key(ticket.id);
         let closed = is_closed(ticket, self.cfg);
         // Halo and the record as read agree (open and armed, or closed and mirrored): nothing to write or re-read.
         if (!closed && read == CloseState::Open) || (closed && read == CloseState::Closed) {
-            return Ok(false);
+            return Ok(Closed::NotNow);
         }
         if !closed {
             self.ctx
@@ -262,13 +348,13 @@ impl<'a> HaloWebhook<'a> {
                     reopened
                 })
                 .await?;
-            return Ok(false);
+            return Ok(Closed::NotNow);
         }
         let closing = |r: &TicketRecord| TicketRecord { close: CloseState::Closing, ..r.clone() };
         let how = Claiming { fresh: None, take_over: &closing, patience: Patience::None };
         let claim = match self.ctx.claims.acquire(&key, None, how).await? {
             Acquired::Ours { record, .. } => record,
-            Acquired::Done(_) | Acquired::Busy | Acquired::Uncertain(_) => return Ok(false),
+            Acquired::Done(_) | Acquired::Busy | Acquired::Uncertain(_) => return Ok(Closed::NotNow),
         };
         let comment = format!(
             "Closed in HaloPSA (ticket #{}, status '{}').",
@@ -281,7 +367,16 @@ impl<'a> HaloWebhook<'a> {
             reason: &self.cfg.close_classification_reason,
         };
         let result = self.cf.close(reference, &close, self.ctx.deadline).await;
-        let final_state = if result.is_ok() { CloseState::Closed } else { CloseState::Open };
+        // Refused for good: dead-lettered, and this close counts as handled (a reopen arms the next one).
+        let dead_lettered = match &result {
+            Err(e) if e.is_permanent() => {
+                let item = WorkItem::HaloClose { ticket: ticket.id };
+                self.ctx.ledger.dead_letter(&item, None, &e.to_string()).await?;
+                true
+            }
+            _ => false,
+        };
+        let final_state = if result.is_ok() || dead_lettered { CloseState::Closed } else { CloseState::Open };
         // Other fields may have moved on meanwhile (actions handled by another webhook): only the close changes,
         // and only while it is still ours.
         self.ctx
@@ -295,7 +390,11 @@ impl<'a> HaloWebhook<'a> {
                 ours
             })
             .await?;
-        result.map(|_| true).map_err(HaloWebhookError::Cf)
+        match result {
+            Ok(()) => Ok(Closed::Now),
+            Err(_) if dead_lettered => Ok(Closed::SetAside),
+            Err(e) => Err(HaloWebhookError::Cf(e)),
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! POST /api/cf-webhook: a signed ContraForce `incident.created.v1` delivery becomes exactly one Halo ticket.
 
 use super::error::ApiError;
-use super::{finish_in_time, header, json_reply, require_json, RequestLog};
+use super::{finish_inline, header, json_reply, require_json, set_aside_reply, Inline, RequestLog};
 use crate::app::App;
 use crate::cf::event::{self, INCIDENT_CREATED};
 use crate::cf::signature::{self, SignatureHeaders};
 use crate::directions::CF_WEBHOOK;
 use crate::domain::{unix_now, EventId};
 use crate::secrets::{Generation, SecretId};
+use crate::work::WorkItem;
 use bytes::Bytes;
 use serde_json::json;
 use std::sync::Arc;
@@ -29,7 +30,8 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     }
     let event_id = header(headers, "x-cf-event-id").and_then(EventId::parse).ok_or(ApiError::MissingEventId)?;
     log.event_id = Some(event_id.to_string());
-    let cfg = app.cf_webhook().map_err(ApiError::DirectionOff)?.config();
+    let inline_budget = app.config.inline_budget;
+    let cfg = app.cf_webhook(inline_budget).map_err(ApiError::DirectionOff)?.config();
 
     let accepted = app.secrets.accepted(SecretId::CfWebhook);
     let keys: Vec<&[u8]> = accepted.iter().map(|(s, _)| s.expose().as_bytes()).collect();
@@ -47,7 +49,8 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
         }
     }
 
-    let body = event::Body::read(&body);
+    let raw = body;
+    let body = event::Body::read(&raw);
     let is_test = header(headers, "x-cf-test").is_some_and(|v| v.eq_ignore_ascii_case("true")) || body.is_test();
     if is_test && !cfg.process_test_events {
         log.outcome = "test";
@@ -65,11 +68,19 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     let incident = envelope.incident;
     log.reference = Some(incident.reference.to_string());
 
-    let outcome = finish_in_time(async move {
-        let work = app.cf_webhook().map_err(ApiError::DirectionOff)?;
-        work.deliver(&event_id, &incident).await.map_err(ApiError::from)
+    let item = WorkItem::CfEvent { reference: incident.reference.to_string(), event_id: event_id.to_string() };
+    let verified = String::from_utf8_lossy(&raw).into_owned();
+    let work_app = app.clone();
+    let inline = finish_inline(&app, item, Some(verified), async move {
+        let work = work_app.cf_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
+        Ok(work.deliver(&event_id, &incident).await)
     })
     .await?;
+    let outcome = match inline {
+        Inline::Done(outcome) => outcome,
+        Inline::Queued(id) => return Ok(set_aside_reply(log, "queued", id)),
+        Inline::DeadLettered(id) => return Ok(set_aside_reply(log, "dead-lettered", id)),
+    };
     log.outcome = outcome.status();
     log.ticket_id = Some(outcome.ticket_id());
     Ok(json_reply(json!({"status": outcome.status(), "ticketId": outcome.ticket_id()})))

@@ -1,8 +1,6 @@
 //! Every error a request can end in, mapped to its HTTP status and JSON body in this one place.
 
 use crate::app::DirectionOff;
-use crate::directions::cf_webhook::CfWebhookError;
-use crate::directions::halo_webhook::HaloWebhookError;
 use crate::store::StoreError;
 use serde_json::json;
 use std::time::Duration;
@@ -93,29 +91,6 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Unavailable(format!("state storage: {e}"), None)
-    }
-}
-
-impl From<CfWebhookError> for ApiError {
-    fn from(e: CfWebhookError) -> Self {
-        match e {
-            CfWebhookError::InFlight => ApiError::Unavailable(e.to_string(), Some(Duration::from_secs(2))),
-            CfWebhookError::Halo(u) => {
-                let after = u.retry_after();
-                ApiError::Unavailable(u.to_string(), after)
-            }
-            CfWebhookError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<HaloWebhookError> for ApiError {
-    fn from(e: HaloWebhookError) -> Self {
-        let after = e.retry_after();
-        match e {
-            HaloWebhookError::Store(s) => s.into(),
-            other => ApiError::Unavailable(other.to_string(), after),
-        }
     }
 }
 

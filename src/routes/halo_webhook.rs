@@ -1,12 +1,13 @@
 //! POST /api/halo-webhook: a Halo ticket webhook becomes ContraForce comments and a close, each exactly once.
 
 use super::error::ApiError;
-use super::{finish_in_time, header, json_reply, require_json, RequestLog};
+use super::{finish_inline, header, json_reply, require_json, set_aside_reply, Inline, RequestLog};
 use crate::app::App;
 use crate::directions::halo_webhook::HaloWebhookOutcome;
 use crate::directions::HALO_WEBHOOK;
 use crate::halo::webhook::ticket_id;
 use crate::secrets::{constant_time_eq, Generation, SecretId};
+use crate::work::WorkItem;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::json;
@@ -53,7 +54,8 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Option<Generation> {
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
-    app.halo_webhook().map_err(ApiError::DirectionOff)?;
+    let inline_budget = app.config.inline_budget;
+    app.halo_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
     match authenticate(&app, headers) {
         None => return Err(ApiError::InvalidCallbackSecret),
         Some(Generation::Previous) => {
@@ -73,20 +75,28 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     };
     log.ticket_id = Some(ticket);
 
-    let outcome = finish_in_time(async move {
-        let work = app.halo_webhook().map_err(ApiError::DirectionOff)?;
-        work.sync(ticket).await.map_err(ApiError::from)
+    let work_app = app.clone();
+    let inline = finish_inline(&app, WorkItem::HaloTicket { ticket }, None, async move {
+        let work = work_app.halo_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
+        Ok(work.sync(ticket).await)
     })
     .await?;
+    let outcome = match inline {
+        Inline::Done(outcome) => outcome,
+        Inline::Queued(id) => return Ok(set_aside_reply(log, "queued", id)),
+        Inline::DeadLettered(id) => return Ok(set_aside_reply(log, "dead-lettered", id)),
+    };
     Ok(match outcome {
         HaloWebhookOutcome::Ignored(reason) => {
             log.outcome = "ignored";
             json_reply(json!({"status": "ignored", "reason": reason}))
         }
-        HaloWebhookOutcome::Processed { forwarded, closed } => {
+        HaloWebhookOutcome::Processed { forwarded, closed, set_aside } => {
             log.outcome = "processed";
-            log.detail = Some(format!("{forwarded} forwarded, closed: {closed}"));
-            json_reply(json!({"status": "processed", "actionsForwarded": forwarded, "closed": closed}))
+            log.detail = Some(format!("{forwarded} forwarded, closed: {closed}, set aside: {set_aside}"));
+            json_reply(json!({
+                "status": "processed", "actionsForwarded": forwarded, "closed": closed, "setAside": set_aside,
+            }))
         }
     })
 }

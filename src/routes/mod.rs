@@ -4,9 +4,11 @@
 mod cf_webhook;
 pub mod error;
 mod halo_webhook;
+mod work_items;
 
 use crate::app::App;
 use crate::directions::{Direction, CF_WEBHOOK, HALO_WEBHOOK};
+use crate::work::{WorkFailure, WorkItem};
 use bytes::Bytes;
 use error::ApiError;
 use futures::future::BoxFuture;
@@ -20,7 +22,8 @@ use warp::{Filter, Reply};
 
 /// Largest accepted webhook body.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// How long a route waits for its work before answering 503 (the work itself goes on; a retry finds it).
+/// How long a route waits for its work before queueing it instead (the inline work itself goes on; the queued
+/// item then finds it done or in flight). Inline work has `INLINE_BUDGET_SECONDS`; this is the bound on storage.
 const ANSWER_WITHIN: Duration = Duration::from_secs(27);
 
 /// How a direction's route handles one request.
@@ -47,6 +50,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     let readiness = warp::path::end()
         .and(warp::get().or(warp::head()).unify())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let invocation_app = app.clone();
     let with_app = warp::any().map(move || app.clone());
     let direction = warp::path!("api" / String)
         .and_then(|segment: String| async move { handler_for(&segment).ok_or_else(warp::reject::not_found) })
@@ -55,7 +59,15 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(limited_body())
         .and(with_app)
         .then(|handler: Handler, headers, body, app| handler(app, headers, body));
-    readiness.or(direction).unify().recover(error::recover).unify()
+    let invocation = warp::path!(String)
+        .and_then(
+            |segment: String| async move { work_items::function_for(&segment).ok_or_else(warp::reject::not_found) },
+        )
+        .and(warp::post())
+        .and(limited_body())
+        .and(warp::any().map(move || invocation_app.clone()))
+        .then(|function, body, app| work_items::handle(function, app, body));
+    readiness.or(direction).unify().or(invocation).unify().recover(error::recover).unify()
 }
 
 /// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 before anything is read; a
@@ -149,16 +161,52 @@ impl RequestLog {
     }
 }
 
-/// Runs the request's work as its own task, so a slow answer never cuts it off half-way (a retry then finds it
-/// done or in flight), and answers 503 if it does not finish in time.
-async fn finish_in_time<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::time::timeout(ANSWER_WITHIN, tokio::spawn(work)).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(ApiError::Unavailable(format!("processing failed: {join}"), None)),
-        Err(_) => Err(ApiError::Unavailable("still processing; retry shortly".into(), Some(Duration::from_secs(10)))),
+/// How a webhook's work ended: done inline, or set aside durably (queued, or dead-lettered when refused for good).
+pub(crate) enum Inline<T> {
+    Done(T),
+    Queued(String),
+    DeadLettered(String),
+}
+
+/// Runs the request's work as its own task (so a slow answer never cuts it off half-way). When it fails, or does
+/// not finish in time, its `item` (with the verified `body` it needs) goes to the work ledger: dead-lettered when
+/// the failure is permanent, else queued for the queue trigger. Only then is the sender answered 200; when the
+/// work cannot be recorded and queued, the answer is 503 as before.
+async fn finish_inline<T, E>(
+    app: &App,
+    item: WorkItem,
+    body: Option<String>,
+    work: impl std::future::Future<Output = Result<Result<T, E>, ApiError>> + Send + 'static,
+) -> Result<Inline<T>, ApiError>
+where
+    T: Send + 'static,
+    E: WorkFailure + Send + 'static,
+{
+    let (permanent, reason, retry_after) = match tokio::time::timeout(ANSWER_WITHIN, tokio::spawn(work)).await {
+        Ok(Ok(Ok(Ok(done)))) => return Ok(Inline::Done(done)),
+        Ok(Ok(Ok(Err(failure)))) => (failure.is_permanent(), failure.to_string(), failure.retry_after()),
+        Ok(Ok(Err(refused))) => return Err(refused),
+        Ok(Err(join)) => (false, format!("processing failed: {join}"), None),
+        Err(_) => (false, "still processing when the answer was due".to_string(), None),
+    };
+    let Some(ledger) = app.ledger.as_ref() else { return Err(ApiError::Unavailable(reason, retry_after)) };
+    if permanent {
+        return match ledger.dead_letter(&item, body.as_deref(), &reason).await {
+            Ok(id) => Ok(Inline::DeadLettered(id)),
+            Err(e) => Err(ApiError::Unavailable(format!("{reason}; the dead letter could not be written: {e}"), None)),
+        };
     }
+    match ledger.enqueue(&item, body.as_deref(), &reason, retry_after).await {
+        Ok(id) => Ok(Inline::Queued(id)),
+        Err(e) => Err(ApiError::Unavailable(format!("{reason}; the work could not be queued: {e}"), retry_after)),
+    }
+}
+
+/// The answer for work set aside, and its log outcome.
+fn set_aside_reply(log: &mut RequestLog, status: &'static str, work_id: String) -> Response {
+    log.outcome = status;
+    log.detail = Some(format!("work {work_id}"));
+    json_reply(serde_json::json!({"status": status, "workId": work_id}))
 }
 
 fn json_reply(value: serde_json::Value) -> Response {

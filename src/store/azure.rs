@@ -1,54 +1,17 @@
 //! `Table` on Azure Table Storage through the 0.21 `azure_data_tables` crate, with the two gaps closed here:
 //! connection strings (the crate has no `from_connection_string`) and user-assigned managed identity (`identity`).
 
+use super::connection::{endpoint, retry, transport, Endpoint, CALL_TIMEOUT};
 use super::{Etag, Key, Props, StoreError, Table};
-use crate::config::{StorageConfig, StorageConnection};
+use crate::config::StorageConfig;
 use azure_core::error::ErrorKind;
-use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode};
+use azure_core::StatusCode;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::*;
-use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Longest a single storage call may take, retries included, before the request answers 503.
-const CALL_TIMEOUT: Duration = Duration::from_secs(6);
 
 pub struct AzureTable {
     client: TableClient,
-}
-
-fn builder(config: &StorageConfig, http: &reqwest::Client) -> azure_core::Result<TableServiceClientBuilder> {
-    Ok(match &config.connection {
-        StorageConnection::Emulator => TableServiceClientBuilder::emulator(),
-        StorageConnection::ConnectionString(cs) => {
-            // Errors here would quote the string (and its key): replaced by fixed text.
-            let unusable =
-                |_| azure_core::Error::message(ErrorKind::Other, "the storage connection string is not usable");
-            let parsed = ConnectionString::new(cs).map_err(unusable)?;
-            let credentials = parsed.storage_credentials().map_err(unusable)?;
-            let account = parsed.account_name.unwrap_or_default().to_string();
-            match parsed.table_endpoint {
-                Some(uri) => TableServiceClientBuilder::with_location(
-                    CloudLocation::Custom { account, uri: uri.trim_end_matches('/').to_string() },
-                    credentials,
-                ),
-                None => TableServiceClientBuilder::new(account, credentials),
-            }
-        }
-        StorageConnection::ManagedIdentity { table_service_uri, client_id } => {
-            let credential = crate::identity::credential(http.clone(), client_id.clone())?;
-            let account = reqwest::Url::parse(table_service_uri)
-                .ok()
-                .and_then(|u| u.host_str().and_then(|h| h.split('.').next()).map(str::to_string))
-                .unwrap_or_default();
-            TableServiceClientBuilder::with_location(
-                CloudLocation::Custom { account, uri: table_service_uri.clone() },
-                StorageCredentials::token_credential(credential),
-            )
-        }
-    })
 }
 
 impl AzureTable {
@@ -57,21 +20,11 @@ impl AzureTable {
         http: &reqwest::Client,
         extra_ca_pem: Option<&[u8]>,
     ) -> azure_core::Result<Self> {
-        let service = builder(config, http)?
-            .retry(RetryOptions::exponential(
-                ExponentialRetryOptions::default()
-                    .max_retries(2u32)
-                    .initial_delay(Duration::from_millis(100))
-                    .max_total_elapsed(CALL_TIMEOUT),
-            ))
-            .transport(azure_core::TransportOptions::new(Arc::new(
-                crate::upstream::client_builder(extra_ca_pem)
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(3))
-                    .build()
-                    .map_err(|e| azure_core::Error::new(ErrorKind::Other, e))?,
-            )))
-            .build();
+        let builder = match endpoint(&config.connection, http, |cs| cs.table_endpoint.map(str::to_string))? {
+            Endpoint::Emulator => TableServiceClientBuilder::emulator(),
+            Endpoint::At(location, credentials) => TableServiceClientBuilder::with_location(location, credentials),
+        };
+        let service = builder.retry(retry()).transport(transport(extra_ca_pem)?).build();
         Ok(AzureTable { client: service.table_client(config.table_name.clone()) })
     }
 
@@ -79,6 +32,27 @@ impl AzureTable {
     pub(crate) async fn ensure_table(&self) -> Result<(), StoreError> {
         match within(self.client.create().into_future()).await {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every entity matching an OData filter, all pages read; a missing table holds nothing.
+    async fn query(&self, filter: String) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        use futures::StreamExt;
+        let query = self.client.query().filter(filter);
+        let entities = within(async move {
+            let mut pages = query.into_stream::<Props>();
+            let mut entities = Vec::new();
+            // The service may split even a tiny answer into pages (continuation tokens): read them all.
+            while let Some(page) = pages.next().await {
+                entities.extend(page?.entities);
+            }
+            Ok(entities)
+        })
+        .await;
+        match entities {
+            Ok(entities) => entities.into_iter().map(row_with_etag).collect(),
+            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -174,23 +148,11 @@ impl Table for AzureTable {
     }
 
     async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError> {
-        use futures::StreamExt;
-        let query = self.client.query().filter(rows_filter(partition, rows));
-        let entities = within(async move {
-            let mut pages = query.into_stream::<Props>();
-            let mut entities = Vec::new();
-            // The service may split even a tiny answer into pages (continuation tokens): read them all.
-            while let Some(page) = pages.next().await {
-                entities.extend(page?.entities);
-            }
-            Ok(entities)
-        })
-        .await;
-        match entities {
-            Ok(entities) => entities.into_iter().map(row_with_etag).collect(),
-            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        self.query(rows_filter(partition, rows)).await
+    }
+
+    async fn rows(&self, partition: &str) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        self.query(format!("PartitionKey eq '{}'", partition.replace('\'', "''"))).await
     }
 
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {

@@ -52,6 +52,15 @@ impl Table for MemoryTable {
             .collect())
     }
 
+    async fn rows(&self, partition: &str) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        let entities = self.entities.lock().unwrap();
+        Ok(entities
+            .iter()
+            .filter(|(key, _)| key.partition == partition)
+            .map(|(key, (props, etag))| (key.row.clone(), props.clone(), etag.clone()))
+            .collect())
+    }
+
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
         let mut entities = self.entities.lock().unwrap();
         if entities.contains_key(key) {

@@ -1,11 +1,14 @@
-//! Durable state in Azure Table Storage: event dedupe, incident claims, ticket links and sync progress.
+//! Durable state in Azure Storage: event dedupe, incident claims, ticket links, sync progress and the work ledger in
+//! Table Storage; the work queue (`queue`) in Queue Storage.
 //!
 //! Everything goes through the small `Table` interface (get / insert / replace-if-match / delete-if-match), so a
 //! test can see exactly what was written, and the frozen `azure_data_tables` crate stays behind one module.
 
 mod azure;
 pub mod claim;
+mod connection;
 mod memory;
+pub mod queue;
 pub mod records;
 
 pub use azure::AzureTable;
@@ -50,6 +53,8 @@ pub trait Table: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<(Props, Etag)>, StoreError>;
     /// Some rows of one partition in one round trip; a row that does not exist is left out of the answer.
     async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError>;
+    /// Every row of one partition (small partitions only: the work ledger).
+    async fn rows(&self, partition: &str) -> Result<Vec<(String, Props, Etag)>, StoreError>;
     /// Fails with `Conflict` when the entity exists.
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`, `NotFound` when it is gone.
@@ -118,6 +123,15 @@ impl Store {
             } else if row == b.row {
                 found.1 = Some(Versioned { value: from_props(props)?, etag });
             }
+        }
+        Ok(found)
+    }
+
+    /// Every record of one partition, with its row key.
+    pub async fn rows<T: DeserializeOwned>(&self, partition: &str) -> Result<Vec<(String, Versioned<T>)>, StoreError> {
+        let mut found = Vec::new();
+        for (row, props, etag) in self.table.rows(partition).await? {
+            found.push((row, Versioned { value: from_props(props)?, etag }));
         }
         Ok(found)
     }

@@ -2,7 +2,8 @@
 //!
 //! Per incident (partition `inc-<digest(ref)>`): the incident claim/link (`incident`) and one record per event id
 //! (`evt-<digest(event id)>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
-//! forwarded or own action (`act-<id>`).
+//! forwarded or own action (`act-<id>`). The work ledger (partition `work`): one record per piece of durable work
+//! that is queued, dead-lettered or of uncertain outcome, keyed by its work id.
 
 use super::claim::{Guarded, Stage};
 use super::{digest, Key};
@@ -149,6 +150,8 @@ pub enum MarkerState {
     Sent,
     /// Written by the bridge itself (a private note): never forwarded.
     Own,
+    /// ContraForce refused it for good: a dead letter holds it, and it does not block the actions after it.
+    DeadLettered,
 }
 
 /// One Halo action the bridge has dealt with.
@@ -197,5 +200,140 @@ guarded!(TicketRecord, close_claim, |r| match r.close {
 guarded!(ActionMarker, claim, |r| match r.state {
     MarkerState::Reserved => Stage::Open,
     MarkerState::Sending => Stage::Unknown,
-    MarkerState::Sent | MarkerState::Own => Stage::Done,
+    MarkerState::Sent | MarkerState::Own | MarkerState::DeadLettered => Stage::Done,
 });
+
+/// The partition of the work ledger.
+pub const WORK_PARTITION: &str = "work";
+
+pub fn work_key(work_id: &str) -> Key {
+    Key { partition: WORK_PARTITION.into(), row: work_id.to_string() }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum WorkState {
+    /// On the queue: the queue trigger will do it (and delete this record).
+    Queued,
+    /// Refused for good, or retries exhausted: waits for an operator's `handler replay`.
+    DeadLettered,
+    /// May have been done (an answer lost after a create): never repeated by itself; an operator checks and
+    /// replays it, or deletes it.
+    Uncertain,
+}
+
+/// One piece of durable work. `item` is the work item (`work::WorkItem`, as JSON); `body` the verified delivery it
+/// needs (a ContraForce event), stored over as many properties as it takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkRecord {
+    pub item: String,
+    pub state: WorkState,
+    /// Attempts that failed (inline and from the queue).
+    pub attempts: u32,
+    /// Why it is queued, dead-lettered or uncertain (an operator's words: never a secret or an upstream body).
+    pub reason: String,
+    #[serde(with = "crate::wire::unix_string")]
+    pub first_at: i64,
+    #[serde(with = "crate::wire::unix_string")]
+    pub updated_at: i64,
+    #[serde(flatten)]
+    pub body: Chunks,
+}
+
+/// Longest text one property holds: 30,000 UTF-8 bytes are at most 30,000 UTF-16 units, inside the 64 KiB limit of
+/// a string property.
+const CHUNK_BYTES: usize = 30_000;
+/// Chunks one entity holds (1 MiB per entity): a body beyond 450 KB cannot be queued (answered 503).
+pub const MAX_CHUNKS: usize = 15;
+
+/// Text too long for one Table property, stored as `Body0`, `Body1`, ... (none when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chunks(pub String);
+
+impl Chunks {
+    fn parts(&self) -> Vec<&str> {
+        let mut parts = Vec::new();
+        let mut rest = self.0.as_str();
+        while !rest.is_empty() {
+            let mut end = rest.len().min(CHUNK_BYTES);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            parts.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        parts
+    }
+
+    /// Whether the text fits one entity.
+    pub fn fits(text: &str) -> bool {
+        Chunks(text.to_string()).parts().len() <= MAX_CHUNKS
+    }
+}
+
+impl Serialize for Chunks {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let parts = self.parts();
+        let mut map = serializer.serialize_map(Some(parts.len()))?;
+        for (n, part) in parts.iter().enumerate() {
+            map.serialize_entry(&format!("Body{n}"), part)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Chunks;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("Body0, Body1, ... properties")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Chunks, A::Error> {
+                let mut parts = std::collections::BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: serde_json::Value = map.next_value()?;
+                    if let (Some(n), serde_json::Value::String(text)) =
+                        (key.strip_prefix("Body").and_then(|n| n.parse::<usize>().ok()), value)
+                    {
+                        parts.insert(n, text);
+                    }
+                }
+                Ok(Chunks(parts.into_values().collect()))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_body_round_trips_through_chunk_properties() {
+        let body = format!("{}é{}", "a".repeat(CHUNK_BYTES - 1), "b".repeat(CHUNK_BYTES + 5));
+        let record = WorkRecord {
+            item: "{}".into(),
+            state: WorkState::Queued,
+            attempts: 0,
+            reason: "r".into(),
+            first_at: 1,
+            updated_at: 2,
+            body: Chunks(body.clone()),
+        };
+        let props = serde_json::to_value(&record).unwrap();
+        let chunks: Vec<&str> =
+            props.as_object().unwrap().keys().filter(|k| k.starts_with("Body")).map(String::as_str).collect();
+        assert_eq!(chunks, ["Body0", "Body1", "Body2"]);
+        for (_, v) in props.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("Body")) {
+            assert!(v.as_str().unwrap().len() <= CHUNK_BYTES);
+        }
+        let back: WorkRecord = serde_json::from_value(props).unwrap();
+        assert_eq!(back, record);
+        assert!(Chunks::fits(&body));
+        assert!(!Chunks::fits(&"x".repeat(CHUNK_BYTES * MAX_CHUNKS + 1)));
+    }
+}

@@ -17,6 +17,7 @@ LAYERS = [
     {"config"},
     {"upstream", "identity", "telemetry"},
     {"cf", "halo", "store", "keyvault"},
+    {"work"},
     {"directions"},
     {"app"},
     {"routes", "check"},

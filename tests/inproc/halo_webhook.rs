@@ -1,6 +1,6 @@
 //! halo-webhook's claim paths: action markers (Reserved → Sending → Sent) and the close.
 
-use crate::support::{event, incident, live_claim, stale_claim, Rig};
+use crate::support::{event, incident, live_claim, stale_claim, Rig, BUDGET};
 use cf_halo_bridge::directions::halo_webhook::HaloWebhookOutcome;
 use cf_halo_bridge::domain::TicketId;
 use cf_halo_bridge::store::{action_key, ActionMarker, MarkerState};
@@ -8,7 +8,7 @@ use sandbox::halo::NewAction;
 
 /// A ticket the bridge created for a new incident, and its incident id.
 async fn ticketed(rig: &Rig, id: &str) -> TicketId {
-    rig.app.cf_webhook().unwrap().deliver(&event("e1"), &incident(id, 1)).await.unwrap().ticket_id()
+    rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident(id, 1)).await.unwrap().ticket_id()
 }
 
 fn note(rig: &Rig, ticket: TicketId, text: &str) -> i64 {
@@ -31,7 +31,7 @@ async fn seed_marker(
 }
 
 async fn sync(rig: &Rig, ticket: TicketId) -> HaloWebhookOutcome {
-    rig.app.halo_webhook().unwrap().sync(ticket).await.unwrap()
+    rig.app.halo_webhook(BUDGET).unwrap().sync(ticket).await.unwrap()
 }
 
 #[tokio::test]
@@ -39,8 +39,8 @@ async fn a_public_note_is_forwarded_once_and_the_creation_never() {
     let rig = Rig::new();
     let ticket = ticketed(&rig, "h-fresh").await;
     note(&rig, ticket, "first look: benign");
-    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false });
-    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false, set_aside: 0 });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false, set_aside: 0 });
     let sent = comments(&rig, "h-fresh");
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].contains("first look: benign"));
@@ -78,7 +78,7 @@ async fn a_live_reservation_elsewhere_stops_the_webhook_to_keep_the_order() {
     let held = note(&rig, ticket, "being posted by another webhook");
     note(&rig, ticket, "after it");
     seed_marker(&rig, ticket, held, MarkerState::Reserved, live_claim()).await;
-    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false, set_aside: 0 });
     assert!(comments(&rig, "h-busy").is_empty(), "nothing after an action in flight elsewhere is posted first");
 }
 
@@ -97,8 +97,8 @@ async fn a_close_is_mirrored_once_and_not_while_another_holds_it() {
     let rig = Rig::new();
     let ticket = ticketed(&rig, "h-close").await;
     rig.halo.set_status(ticket, 9, "Closed", true);
-    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: true });
-    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: true, set_aside: 0 });
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false, set_aside: 0 });
     assert_eq!(rig.cf.status_changes("h-close").len(), 1);
 
     let other = ticketed(&rig, "h-close-held").await;
@@ -112,7 +112,7 @@ async fn a_close_is_mirrored_once_and_not_while_another_holds_it() {
         .await
         .unwrap();
     rig.halo.set_status(other, 9, "Closed", true);
-    assert_eq!(sync(&rig, other).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false });
+    assert_eq!(sync(&rig, other).await, HaloWebhookOutcome::Processed { forwarded: 0, closed: false, set_aside: 0 });
     assert!(rig.cf.status_changes("h-close-held").is_empty(), "the holder mirrors it, not us");
 }
 
@@ -126,7 +126,7 @@ async fn concurrent_webhooks_forward_each_note_once_in_order() {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let rig = rig.clone();
-            tokio::spawn(async move { rig.app.halo_webhook().unwrap().sync(ticket).await })
+            tokio::spawn(async move { rig.app.halo_webhook(BUDGET).unwrap().sync(ticket).await })
         })
         .collect();
     for task in tasks {

@@ -4,5 +4,6 @@
 //! the real-binary tests in `tests/it` stay the proof that the deployed shape works.
 
 mod cf_webhook;
+mod durable;
 mod halo_webhook;
 mod support;

@@ -5,6 +5,7 @@ use cf_halo_bridge::cf::event::{self, Incident};
 use cf_halo_bridge::config::{Config, Env};
 use cf_halo_bridge::domain::{unix_now, EventId, ExternalRef};
 use cf_halo_bridge::secrets::Secrets;
+use cf_halo_bridge::store::queue::MemoryQueue;
 use cf_halo_bridge::store::{Claim, MemoryTable, Store};
 use sandbox::cf::{CfConfig, FakeCf};
 use sandbox::halo::{FakeHalo, HaloConfig};
@@ -12,11 +13,14 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub const DEFAULT_CLIENT: i64 = 1;
+/// The time budget of one piece of work (the queue worker's).
+pub const BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
 
 pub struct Rig {
     pub app: Arc<App>,
     pub table: Arc<MemoryTable>,
     pub store: Store,
+    pub queue: Arc<MemoryQueue>,
     pub halo: FakeHalo,
     pub cf: FakeCf,
 }
@@ -50,8 +54,9 @@ impl Rig {
         let store = Store::new(table.clone());
         let secrets = Secrets::new(&config.secrets, config.rotation_grace);
         let http = reqwest::Client::new();
-        let app = Arc::new(App::with_store(config, secrets, Some(store.clone()), http));
-        Rig { app, table, store, halo, cf }
+        let queue = Arc::new(MemoryQueue::default());
+        let app = Arc::new(App::with_parts(config, secrets, Some(store.clone()), Some(queue.clone()), http));
+        Rig { app, table, store, queue, halo, cf }
     }
 
     pub fn tickets(&self) -> usize {

@@ -17,6 +17,7 @@ use crate::store::{
     IncidentState, Key, MarkerState, StoreError, TicketRecord, Versioned,
 };
 use crate::upstream::UpstreamError;
+use crate::work::WorkFailure;
 use std::time::Duration;
 
 /// How long a delivery waits for a concurrent delivery of the same incident before answering 503.
@@ -54,6 +55,22 @@ pub enum CfWebhookError {
     Halo(#[from] UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl WorkFailure for CfWebhookError {
+    /// Halo refused for good (a 400 on the ticket, a 403): a dead letter. A create whose answer was lost is not
+    /// permanent: its claim asks the next attempt to look in Halo first, so the queued retry is safe.
+    fn is_permanent(&self) -> bool {
+        matches!(self, CfWebhookError::Halo(e) if e.is_permanent())
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CfWebhookError::InFlight => Some(Duration::from_secs(2)),
+            CfWebhookError::Halo(e) => e.retry_after(),
+            CfWebhookError::Store(_) => None,
+        }
+    }
 }
 
 /// The work of one delivery.

@@ -1,0 +1,200 @@
+//! The queue-triggered functions, invoked by the Functions host with its invocation envelope (POST
+//! `/<function name>`, `{"Data": {"item": <message>}, "Metadata": {"DequeueCount": n, ...}}`, answered
+//! `{"Outputs": {}, "Logs": [...], "ReturnValue": null}`; docs/durable-work.md cites the protocol):
+//!
+//! - `work-items` does one queued item. Done (or found done): 200, and the host deletes the message. Refused for
+//!   good: dead-lettered, 200. An upstream asking to wait: queued again with that delay, 200 (no attempt spent).
+//!   Any other failure: 500, and the host makes the message visible again after the visibility timeout, until
+//!   `maxDequeueCount`, when it moves it to `work-items-poison`.
+//! - `dead-letters` reads `work-items-poison`: each message there becomes a dead letter.
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::cf::event;
+use crate::directions::halo_webhook::HaloWebhookOutcome;
+use crate::domain::EventId;
+use crate::upstream::REQUEST_BUDGET;
+use crate::work::{Ledger, WorkFailure, WorkItem, DEAD_LETTER_FUNCTION, WORK_FUNCTION};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tokio::time::Instant;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+/// A function the host invokes with the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    WorkItems,
+    DeadLetters,
+}
+
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Function::WorkItems => WORK_FUNCTION,
+            Function::DeadLetters => DEAD_LETTER_FUNCTION,
+        }
+    }
+}
+
+/// The function a path segment names (case-insensitively, as the host names functions).
+pub(crate) fn function_for(segment: &str) -> Option<Function> {
+    [Function::WorkItems, Function::DeadLetters].into_iter().find(|f| segment.eq_ignore_ascii_case(f.name()))
+}
+
+#[derive(Deserialize)]
+struct Invocation {
+    #[serde(rename = "Data")]
+    data: Map<String, Value>,
+    #[serde(rename = "Metadata", default)]
+    metadata: Map<String, Value>,
+}
+
+impl Invocation {
+    /// The queue message's text: the host passes it as a JSON string (or, for JSON text, possibly as the value).
+    fn message(&self) -> Option<String> {
+        match self.data.get("item")? {
+            Value::String(text) => Some(text.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn dequeue_count(&self) -> u32 {
+        match self.metadata.get("DequeueCount") {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(1) as u32,
+            Some(Value::String(s)) => s.trim().parse().unwrap_or(1),
+            _ => 1,
+        }
+    }
+}
+
+/// How one invocation ended.
+enum Ended {
+    /// The message is done with (done, found done, dead-lettered, or queued again with a delay).
+    Settled(&'static str),
+    /// Failed: the host retries it.
+    Failed(String),
+}
+
+pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let invocation: Invocation = match serde_json::from_slice(&body) {
+        Ok(invocation) => invocation,
+        Err(_) => return ApiError::BadRequest("not an invocation envelope".into()).into_response(),
+    };
+    let Some(message) = invocation.message() else {
+        return ApiError::BadRequest("the envelope has no Data.item".into()).into_response();
+    };
+    let dequeue_count = invocation.dequeue_count();
+    let item = WorkItem::from_message(&message);
+    let work_id = item.as_ref().map(WorkItem::id);
+    let ended = match app.ledger.as_ref() {
+        None => Ended::Failed("durable work is not configured (no work queue or state storage)".into()),
+        Some(ledger) => match (function, item) {
+            (_, None) => match ledger.unreadable(&message).await {
+                Ok(_) => Ended::Settled("dead-lettered"),
+                Err(e) => Ended::Failed(format!("state storage: {e}")),
+            },
+            (Function::WorkItems, Some(item)) => work(&app, ledger, &item).await,
+            (Function::DeadLetters, Some(item)) => match ledger.exhausted(&item, dequeue_count).await {
+                Ok(_) => Ended::Settled("dead-lettered"),
+                Err(e) => Ended::Failed(format!("state storage: {e}")),
+            },
+        },
+    };
+    let route = function.name();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (status, outcome, logs) = match ended {
+        Ended::Settled(outcome) => {
+            tracing::info!(route, status = 200, outcome, work_id, dequeue_count, duration_ms, "invocation");
+            (StatusCode::OK, outcome, vec![format!("{route}: {outcome}")])
+        }
+        Ended::Failed(reason) => {
+            tracing::warn!(route, status = 500, outcome = "retry", work_id, dequeue_count, duration_ms, detail = %reason, "invocation");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "retry",
+                vec![format!("{route}: failed, the host retries it: {reason}")],
+            )
+        }
+    };
+    let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
+    warp::reply::with_status(warp::reply::json(&answer), status).into_response()
+}
+
+/// Does one work item from the queue, and settles its record.
+async fn work(app: &App, ledger: &Ledger, item: &WorkItem) -> Ended {
+    let result = match run(app, ledger, item).await {
+        Ok(result) => result,
+        Err(reason) => return Ended::Failed(reason),
+    };
+    let settled = match result {
+        Ok(()) => ledger.completed(item).await.map(|_| "done"),
+        Err(failure) if failure.is_permanent => {
+            ledger.dead_letter(item, None, &failure.reason).await.map(|_| "dead-lettered")
+        }
+        // The upstream said when: put it back with that delay instead of spending one of the host's attempts.
+        Err(failure) if failure.retry_after.is_some() => {
+            match ledger.enqueue(item, None, &failure.reason, failure.retry_after).await {
+                Ok(_) => return Ended::Settled("rescheduled"),
+                Err(e) => return Ended::Failed(format!("{}; could not queue it again: {e}", failure.reason)),
+            }
+        }
+        Err(failure) => {
+            if let Err(e) = ledger.attempt_failed(item, &failure.reason).await {
+                tracing::warn!(error = %e, "could not record a failed attempt");
+            }
+            return Ended::Failed(failure.reason);
+        }
+    };
+    match settled {
+        Ok(outcome) => Ended::Settled(outcome),
+        Err(e) => Ended::Failed(format!("state storage: {e}")),
+    }
+}
+
+/// A failed attempt, as the ledger needs it.
+struct Failed {
+    is_permanent: bool,
+    reason: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+fn failed(failure: impl WorkFailure) -> Failed {
+    Failed { is_permanent: failure.is_permanent(), reason: failure.to_string(), retry_after: failure.retry_after() }
+}
+
+/// Runs the item through its direction with the full request budget. The outer error: the item cannot run at all
+/// now (the direction is off).
+async fn run(app: &App, ledger: &Ledger, item: &WorkItem) -> Result<Result<(), Failed>, String> {
+    let off = |off: crate::app::DirectionOff| format!("{} is off", off.direction);
+    match item {
+        WorkItem::CfEvent { event_id, .. } => {
+            let body = match ledger.body(item).await {
+                Ok(Some(body)) => body,
+                // No record: the work was done (and its record removed) by an earlier delivery of this message.
+                Ok(None) => return Ok(Ok(())),
+                Err(e) => return Err(format!("state storage: {e}")),
+            };
+            let parsed = event::Body::read(body.as_bytes()).envelope();
+            let (Some(event_id), Ok(envelope)) = (EventId::parse(event_id), parsed) else {
+                let reason = "the recorded delivery no longer parses".to_string();
+                return Ok(Err(Failed { is_permanent: true, reason, retry_after: None }));
+            };
+            let work = app.cf_webhook(REQUEST_BUDGET).map_err(off)?;
+            Ok(work.deliver(&event_id, &envelope.incident).await.map(drop).map_err(failed))
+        }
+        WorkItem::HaloTicket { ticket } | WorkItem::HaloClose { ticket } => {
+            let work = app.halo_webhook(REQUEST_BUDGET).map_err(off)?;
+            Ok(work.sync(*ticket).await.map(drop).map_err(failed))
+        }
+        WorkItem::HaloAction { ticket, action } => {
+            let work = app.halo_webhook(REQUEST_BUDGET).map_err(off)?;
+            Ok(work.forward_action(*ticket, *action).await.map(|_: HaloWebhookOutcome| ()).map_err(failed))
+        }
+    }
+}
