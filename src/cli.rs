@@ -1,6 +1,9 @@
 //! The `handler` command line: serve (what the Functions host starts), and the operator's subcommands.
 
+use crate::app::App;
 use crate::config::{Config, Env};
+use crate::domain::unix_now;
+use crate::work::{Ledger, Replay};
 use crate::{check, settings, startup, telemetry};
 use std::process::ExitCode;
 
@@ -14,18 +17,25 @@ Commands:
   --check          validate the configuration and reach each configured dependency once (read-only);
                    one PASS/FAIL line each, exit code 1 when any fails
   --list-settings  print every setting the handler reads, as JSON
+  dead-letters     list the work ledger: dead-lettered, uncertain and queued work, one line each
+  replay <work id> put a dead-lettered or uncertain item back on the work queue (idempotent: work that has
+                   meanwhile been done is not done again); `replay --all` replays every dead letter
+                   (run with the app's storage settings: AzureWebJobsStorage or the identity-based ones)
   --version        print the version
   -h, --help       print this help
 ";
 
 /// What the command line asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,
     Check,
     ListSettings,
     Version,
     Help,
+    DeadLetters,
+    /// One work id, or `None` for every dead letter (`--all`).
+    Replay(Option<String>),
 }
 
 impl Command {
@@ -37,6 +47,16 @@ impl Command {
             Some("--list-settings") => Command::ListSettings,
             Some("--version") => Command::Version,
             Some("-h" | "--help" | "help") => Command::Help,
+            Some("dead-letters") => Command::DeadLetters,
+            Some("replay") => {
+                return match (args.get(1).map(String::as_str), args.get(2)) {
+                    (None, _) => Err("replay needs a work id (from `handler dead-letters`) or --all".into()),
+                    (Some(_), Some(extra)) => Err(format!("unexpected argument `{extra}`")),
+                    (Some("--all"), None) => Ok(Command::Replay(None)),
+                    (Some(id), None) if id.starts_with('-') => Err(format!("unknown argument `{id}`")),
+                    (Some(id), None) => Ok(Command::Replay(Some(id.to_string()))),
+                }
+            }
             Some(other) => return Err(format!("unknown argument `{other}`")),
         };
         match args.get(1) {
@@ -70,6 +90,73 @@ pub async fn run(args: &[String]) -> ExitCode {
         }
         Command::Check => run_check().await,
         Command::Serve => serve().await,
+        Command::DeadLetters => with_ledger(|ledger| Box::pin(list(ledger))).await,
+        Command::Replay(id) => with_ledger(move |ledger| Box::pin(replay(ledger, id))).await,
+    }
+}
+
+/// Runs an operator command on the work ledger of the configured storage.
+async fn with_ledger(
+    command: impl FnOnce(Ledger) -> futures::future::BoxFuture<'static, Result<(), String>>,
+) -> ExitCode {
+    let ledger = Config::from_env(&Env::from_process())
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        .and_then(App::new)
+        .and_then(|app| {
+            app.ledger.ok_or_else(|| "no work ledger: set AzureWebJobsStorage (or the identity-based settings)".into())
+        });
+    match ledger {
+        Ok(ledger) => match command(ledger).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("handler: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("handler: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn list(ledger: Ledger) -> Result<(), String> {
+    let records = ledger.list().await.map_err(|e| e.to_string())?;
+    if records.is_empty() {
+        println!("the work ledger is empty: nothing queued, dead-lettered or uncertain");
+    }
+    let now = unix_now();
+    for (id, r) in records {
+        let age = (now - r.updated_at).max(0) / 60;
+        println!("{id}\t{:?}\tattempts={}\tupdated {age} min ago\t{}", r.state, r.attempts, r.reason);
+    }
+    Ok(())
+}
+
+async fn replay(ledger: Ledger, id: Option<String>) -> Result<(), String> {
+    let ids = match id {
+        Some(id) => vec![id],
+        None => {
+            let records = ledger.list().await.map_err(|e| e.to_string())?;
+            let dead = records.into_iter().filter(|(_, r)| r.state == crate::store::WorkState::DeadLettered);
+            dead.map(|(id, _)| id).collect()
+        }
+    };
+    let mut failed = 0;
+    for id in &ids {
+        match ledger.replay(id).await {
+            Ok(Replay::Queued) => println!("{id}: queued"),
+            Ok(Replay::NothingToDo) => println!("{id}: nothing to do (done, or no such work)"),
+            Ok(Replay::Unreadable) => println!("{id}: not replayable (an unreadable message, kept for reading)"),
+            Err(e) => {
+                failed += 1;
+                println!("{id}: failed: {e}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} replays failed", ids.len())),
     }
 }
 
@@ -124,5 +211,11 @@ mod tests {
         assert_eq!(Command::parse(&args(&["--check"])), Ok(Command::Check));
         assert!(Command::parse(&args(&["--chek"])).unwrap_err().contains("--chek"));
         assert!(Command::parse(&args(&["--check", "x"])).unwrap_err().contains("unexpected"));
+        assert_eq!(Command::parse(&args(&["dead-letters"])), Ok(Command::DeadLetters));
+        assert_eq!(Command::parse(&args(&["replay", "halo-7"])), Ok(Command::Replay(Some("halo-7".into()))));
+        assert_eq!(Command::parse(&args(&["replay", "--all"])), Ok(Command::Replay(None)));
+        assert!(Command::parse(&args(&["replay"])).unwrap_err().contains("work id"));
+        assert!(Command::parse(&args(&["replay", "--al"])).unwrap_err().contains("--al"));
+        assert!(Command::parse(&args(&["replay", "a", "b"])).unwrap_err().contains("unexpected"));
     }
 }

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import common as c
 
 ZIP = c.ROOT / "dist" / "app.zip"
-ENTRIES = ["host.json", "cf-webhook/function.json", "halo-webhook/function.json", "handler"]
+FUNCTIONS = ["cf-webhook", "halo-webhook", "work-items", "dead-letters"]
+ENTRIES = ["host.json", *(f"{f}/function.json" for f in FUNCTIONS), "handler"]
 SCHEMAS = c.ROOT / "tests" / "schemas"
 MAX_GLIBC = (2, 28)
 
@@ -95,8 +96,7 @@ class TestPackage(unittest.TestCase):
         function_validator = jsonschema.Draft7Validator(function_schema)
         for name, validator in (
             ("host.json", host_validator),
-            ("cf-webhook/function.json", function_validator),
-            ("halo-webhook/function.json", function_validator),
+            *((f"{f}/function.json", function_validator) for f in FUNCTIONS),
         ):
             with self.subTest(entry=name):
                 errors = [e.message for e in validator.iter_errors(json.loads(self.data[name]))]
@@ -106,6 +106,21 @@ class TestPackage(unittest.TestCase):
         bad = json.loads(self.data["cf-webhook/function.json"])
         bad["bindings"][0]["authLevel"] = "Function"
         self.assertFalse(function_validator.is_valid(bad))
+
+    def test_queue_triggers_read_the_work_queue_and_its_poison_queue_with_the_bundle(self) -> None:
+        host = json.loads(self.data["host.json"])
+        self.assertEqual(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle")
+        self.assertEqual(host["extensionBundle"]["version"], "[4.*, 5.0.0)", "Flex Consumption needs bundle 4")
+        queues = host["extensions"]["queues"]
+        self.assertEqual(queues["messageEncoding"], "base64", "the handler enqueues base64 text")
+        self.assertGreaterEqual(queues["maxDequeueCount"], 10, "retries outlast an outage of several minutes")
+        for function, queue in (("work-items", "work-items"), ("dead-letters", "work-items-poison")):
+            with self.subTest(function=function):
+                (binding,) = json.loads(self.data[f"{function}/function.json"])["bindings"]
+                self.assertEqual(
+                    (binding["type"], binding["name"], binding["queueName"], binding["connection"]),
+                    ("queueTrigger", "item", queue, "AzureWebJobsStorage"),
+                )
 
     def test_host_json_runs_the_packaged_handler(self) -> None:
         host = json.loads(self.data["host.json"])
