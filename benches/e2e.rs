@@ -785,7 +785,7 @@ fn calls_row(what: &str, n: usize, a: &Snap, b: &Snap) -> Vec<String> {
 
 async fn calls(ctx: &mut Ctx) {
     let proxy = CountingProxy::start(format!("http://127.0.0.1:{}", ctx.azurite.port())).await;
-    let env = ctx.env_with_storage(proxy.connection_string());
+    let env = ctx.env_with_storage(proxy.connection_string(&ctx.azurite.queue_endpoint()));
     let mut p = Proc::spawn(&ctx.exe, &env);
     p.wait_ready(READY_TIMEOUT);
     let target = Target::new(&p.url("/api"), None);

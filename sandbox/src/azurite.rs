@@ -1,8 +1,8 @@
-//! Starts the Azurite table emulator (npm `azurite@3.35.0`) on a free port.
+//! Starts the Azurite table and queue emulators (npm `azurite@3.35.0`), each on a free port.
 //!
-//! The script is `$AZURITE_BIN` or `<workspace root>/node_modules/.bin/azurite-table`
-//! (installed by `npm ci` in the workspace root). Output is drained on background threads, so
-//! an instance may outlive the tokio runtime that started it.
+//! The scripts are `$AZURITE_BIN` (the table script) or `<workspace root>/node_modules/.bin/azurite-table`, and
+//! `azurite-queue` beside it (installed by `npm ci` in the workspace root). Output is drained on background
+//! threads, so an instance may outlive the tokio runtime that started it.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -78,12 +78,14 @@ impl fmt::Debug for AzuriteError {
 
 impl std::error::Error for AzuriteError {}
 
-/// A running Azurite table service. Dropping it kills the process.
+/// A running Azurite table service and queue service. Dropping it kills both processes.
 #[derive(Debug)]
 pub struct Azurite {
     child: Option<Child>,
+    queue_child: Option<Child>,
     script: PathBuf,
     port: u16,
+    queue_port: u16,
     location: Option<PathBuf>,
     output: Arc<Mutex<Vec<String>>>,
     started: Arc<AtomicU64>,
@@ -116,6 +118,19 @@ pub fn shared_key_lite(date: &str, canonical_resource: &str) -> String {
     mac.update(format!("{date}\n{canonical_resource}").as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     format!("SharedKeyLite {ACCOUNT_NAME}:{signature}")
+}
+
+/// A development-account connection string for these endpoints.
+pub fn connection_string(table_endpoint: &str, queue_endpoint: &str) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};\
+         TableEndpoint={table_endpoint};QueueEndpoint={queue_endpoint};"
+    )
+}
+
+/// The queue service's script, beside the table service's.
+fn queue_script(table_script: &Path) -> PathBuf {
+    table_script.with_file_name("azurite-queue")
 }
 
 /// The workspace root: the parent of the sandbox crate's manifest directory.
@@ -153,7 +168,8 @@ fn drain<R: Read + Send + 'static>(reader: R, output: Arc<Mutex<Vec<String>>>, s
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                    if line.contains("successfully started") {
+                    // The table service says "successfully started", the queue service "successfully listens".
+                    if line.contains("successfully started") || line.contains("successfully listens") {
                         started.fetch_add(1, Ordering::SeqCst);
                     }
                     let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,10 +201,15 @@ impl Azurite {
         if !script.is_file() {
             return Err(AzuriteError::NotInstalled { path: script });
         }
+        if !queue_script(&script).is_file() {
+            return Err(AzuriteError::NotInstalled { path: queue_script(&script) });
+        }
         let mut az = Azurite {
             child: None,
+            queue_child: None,
             script,
             port: crate::free_port(),
+            queue_port: crate::free_port(),
             location,
             output: Arc::new(Mutex::new(Vec::new())),
             started: Arc::new(AtomicU64::new(0)),
@@ -201,7 +222,9 @@ impl Azurite {
                     if attempt < crate::PORT_ATTEMPTS && crate::says_port_taken(&output) =>
                 {
                     attempt += 1;
+                    az.kill();
                     az.port = crate::free_port();
+                    az.queue_port = crate::free_port();
                     az.output.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 }
                 Err(e) => return Err(e),
@@ -210,9 +233,10 @@ impl Azurite {
         }
     }
 
-    async fn spawn_and_wait(&mut self) -> Result<(), AzuriteError> {
-        let mut cmd = Command::new(&self.script);
-        cmd.arg("--tableHost").arg("127.0.0.1").arg("--tablePort").arg(self.port.to_string());
+    /// Starts one service's process (`service` is `table` or `queue`), its output drained.
+    fn spawn(&self, script: &Path, service: &str, port: u16) -> Result<Child, AzuriteError> {
+        let mut cmd = Command::new(script);
+        cmd.arg(format!("--{service}Host")).arg("127.0.0.1").arg(format!("--{service}Port")).arg(port.to_string());
         match &self.location {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| AzuriteError::Spawn(dir.clone(), e))?;
@@ -227,26 +251,33 @@ impl Azurite {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| AzuriteError::Spawn(self.script.clone(), e))?;
-        let started_before = self.started.load(Ordering::SeqCst);
+        let mut child = cmd.spawn().map_err(|e| AzuriteError::Spawn(script.to_path_buf(), e))?;
         if let Some(out) = child.stdout.take() {
             drain(out, self.output.clone(), self.started.clone());
         }
         if let Some(err) = child.stderr.take() {
             drain(err, self.output.clone(), self.started.clone());
         }
-        self.child = Some(child);
+        Ok(child)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), AzuriteError> {
+        let started_before = self.started.load(Ordering::SeqCst);
+        self.child = Some(self.spawn(&self.script, "table", self.port)?);
+        self.queue_child = Some(self.spawn(&queue_script(&self.script), "queue", self.queue_port)?);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.started.load(Ordering::SeqCst) > started_before {
+            if self.started.load(Ordering::SeqCst) >= started_before + 2 {
                 return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    return Err(AzuriteError::Exited { status, output: self.output().join("\n") });
-                }
+            let exited = [self.child.as_mut(), self.queue_child.as_mut()]
+                .into_iter()
+                .flatten()
+                .find_map(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.kill();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(AzuriteError::Exited { status, output: self.output().join("\n") });
             }
             if Instant::now() >= deadline {
                 self.kill();
@@ -271,13 +302,19 @@ impl Azurite {
         format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
     }
 
-    /// The connection string with the well-known development key.
+    /// The port of the queue service.
+    pub fn queue_port(&self) -> u16 {
+        self.queue_port
+    }
+
+    /// `http://127.0.0.1:QUEUE_PORT/devstoreaccount1`.
+    pub fn queue_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.queue_port)
+    }
+
+    /// The connection string with the well-known development key (tables and queues).
     pub fn connection_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};\
-             TableEndpoint={};",
-            self.table_endpoint()
-        )
+        connection_string(&self.table_endpoint(), &self.queue_endpoint())
     }
 
     /// Everything Azurite printed (stdout and stderr interleaved; the last 5000 lines).
@@ -285,38 +322,37 @@ impl Azurite {
         self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Freezes the process (SIGSTOP): connections hang, as with an unresponsive service.
-    pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            send_signal(pid, "STOP");
-        }
+    fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        [self.child.as_ref(), self.queue_child.as_ref()].into_iter().flatten().map(Child::id)
     }
 
-    /// Thaws a paused process (SIGCONT).
+    /// Freezes both processes (SIGSTOP): connections hang, as with an unresponsive storage account.
+    pub fn pause(&self) {
+        self.pids().for_each(|pid| send_signal(pid, "STOP"));
+    }
+
+    /// Thaws paused processes (SIGCONT).
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            send_signal(pid, "CONT");
-        }
+        self.pids().for_each(|pid| send_signal(pid, "CONT"));
     }
 
     /// Stops the process: SIGINT (Azurite's only graceful-close signal, so a persistent
     /// instance saves its database), SIGKILL after 10 s.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        send_signal(child.id(), "CONT");
-        send_signal(child.id(), "INT");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
+        for mut child in [self.child.take(), self.queue_child.take()].into_iter().flatten() {
+            send_signal(child.id(), "CONT");
+            send_signal(child.id(), "INT");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
-                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }
@@ -329,7 +365,7 @@ impl Azurite {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in [self.child.take(), self.queue_child.take()].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -46,14 +46,11 @@ impl CountingProxy {
         self.counts.lock().unwrap().clone()
     }
 
-    /// A storage connection string that sends the handler's Table Storage calls through this proxy to Azurite.
-    pub fn connection_string(&self) -> String {
-        use crate::azurite::{ACCOUNT_KEY, ACCOUNT_NAME};
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};\
-             TableEndpoint=http://127.0.0.1:{}/{ACCOUNT_NAME};",
-            self.port
-        )
+    /// A storage connection string that sends the handler's Table Storage calls through this proxy to Azurite
+    /// (its queue calls go straight to `queue_endpoint`).
+    pub fn connection_string(&self, queue_endpoint: &str) -> String {
+        let table = format!("http://127.0.0.1:{}/{}", self.port, crate::azurite::ACCOUNT_NAME);
+        crate::azurite::connection_string(&table, queue_endpoint)
     }
 }
 

@@ -80,7 +80,7 @@ async fn public_actions_are_forwarded_once_and_private_empty_and_own_ones_are_no
         NewAction { actionby_application_id: Some(b.halo.config().app_name.clone()), ..note("by the app") },
     );
     let a = b.send_halo(&Bridge::halo_payload(t)).await;
-    assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 1, "closed": false}), "{a:?}");
+    assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 1, "closed": false, "setAside": 0}), "{a:?}");
     assert_eq!(
         contents(&b, "inc-h1"),
         vec![format!("[Halo ticket #{t} note by Sam Agent]\n\nCustomer called & confirmed")]
@@ -132,10 +132,10 @@ async fn a_close_is_mirrored_once_and_a_reopen_then_close_again() {
     assert_eq!(b.cf.status_changes("inc-close").len(), 2);
 }
 
-/// Lets the next comment through, then fails the one after with a 500.
-fn fail_second_comment(b: &Bridge) {
+/// Lets the next comment through, then answers the one after `status`.
+fn fail_second_comment(b: &Bridge, status: u16) {
     b.cf.faults().push(Rule::once("POST", "/api/v2/workspaces", Fault::DelayBefore(std::time::Duration::ZERO)));
-    b.cf.faults().push(Rule::once("POST", "/api/v2/workspaces", Fault::status(500)));
+    b.cf.faults().push(Rule::once("POST", "/api/v2/workspaces", Fault::status(status)));
 }
 
 fn texts(b: &Bridge, incident_id: &str) -> Vec<String> {
@@ -143,20 +143,40 @@ fn texts(b: &Bridge, incident_id: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn cf_500_on_the_second_of_three_comments_then_a_retry_posts_each_once() {
+async fn cf_503_on_the_second_of_three_comments_then_a_retry_posts_each_once() {
     let b = Bridge::start().await;
     let t = bridge_ticket(&b, "inc-partial").await;
     for text in ["first", "second", "third"] {
         b.halo.add_action(t, note(text));
     }
-    fail_second_comment(&b);
+    fail_second_comment(&b, 503);
     let failed = b.send_halo(&Bridge::halo_payload(t)).await;
-    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "never 200 when a comment failed: {failed:?}");
+    assert_ne!(failed.body["status"], "processed", "never `processed` when a comment failed: {failed:?}");
     assert_eq!(texts(&b, "inc-partial"), vec!["first"]);
     let retry = b.send_halo(&Bridge::halo_payload(t)).await;
-    assert_eq!(retry.body, json!({"status": "processed", "actionsForwarded": 2, "closed": false}), "{retry:?}");
+    assert_eq!(
+        retry.body,
+        json!({"status": "processed", "actionsForwarded": 2, "closed": false, "setAside": 0}),
+        "{retry:?}"
+    );
     assert_eq!(texts(&b, "inc-partial"), vec!["first", "second", "third"], "each comment exactly once, in order");
     assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 0);
+}
+
+#[tokio::test]
+async fn cf_500_on_a_comment_is_set_aside_as_uncertain_never_posted_again_and_blocks_nothing() {
+    let b = Bridge::start().await;
+    let t = bridge_ticket(&b, "inc-uncertain").await;
+    for text in ["first", "second", "third"] {
+        b.halo.add_action(t, note(text));
+    }
+    fail_second_comment(&b, 500);
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 2, "closed": false, "setAside": 1}), "{a:?}");
+    b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(texts(&b, "inc-uncertain"), vec!["first", "third"], "a 500 may have stored it: not posted twice");
+    let listed = b.handler_command(&["dead-letters"]).await;
+    assert!(listed.contains("-act-") && listed.contains("Uncertain"), "{listed}");
 }
 
 #[tokio::test]
@@ -195,7 +215,7 @@ async fn a_restart_between_webhooks_forwards_nothing_again() {
     assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 1);
     b.host.restart_handler().await.unwrap();
     let after = b.send_halo(&Bridge::halo_payload(t)).await;
-    assert_eq!(after.body, json!({"status": "processed", "actionsForwarded": 0, "closed": false}));
+    assert_eq!(after.body, json!({"status": "processed", "actionsForwarded": 0, "closed": false, "setAside": 0}));
     assert_eq!(b.cf.comments("inc-restart-h").len(), 1);
     assert_eq!(b.cf.status_changes("inc-restart-h").len(), 1);
 }
@@ -259,7 +279,11 @@ async fn a_webhook_with_nothing_new_reads_one_record_and_writes_nothing() {
     for _ in 0..3 {
         let before = b.storage_counts();
         let a = b.send_halo(&Bridge::halo_payload(t)).await;
-        assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 0, "closed": false}), "{a:?}");
+        assert_eq!(
+            a.body,
+            json!({"status": "processed", "actionsForwarded": 0, "closed": false, "setAside": 0}),
+            "{a:?}"
+        );
         let after = b.storage_counts();
         assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0));
     }

@@ -538,7 +538,11 @@ async fn round_trip(b: &Bridge, ids: &[&str], first_number: i64) {
         b.halo.add_action(ticket, NewAction::human("Sam Agent", 2, &format!("reply for {n}"), false));
         b.halo.set_status(ticket, 9, "Closed", true);
         let a = b.send_halo(&Bridge::halo_payload(ticket)).await;
-        assert_eq!(a.body, json!({"status": "processed", "actionsForwarded": 1, "closed": true}), "{id:?}");
+        assert_eq!(
+            a.body,
+            json!({"status": "processed", "actionsForwarded": 1, "closed": true, "setAside": 0}),
+            "{id:?}"
+        );
         let comments = b.cf.comments(trimmed);
         assert_eq!(comments.len(), 1, "{id:?}: {:?}", b.cf.all_comments());
         assert_eq!(comments[0].body["incidentId"], Value::from(trimmed));

@@ -115,6 +115,10 @@ async fn state_storage_works_with_a_user_assigned_managed_identity_over_tls() {
             ("StateStorage__tableServiceUri", format!("https://127.0.0.1:{port}/devstoreaccount1")),
             ("StateStorage__credential", "managedidentity".into()),
             ("StateStorage__clientId", CLIENT_ID.into()),
+            // The host's storage, identity-based as deployed: the work queue (not called on this happy path).
+            ("AzureWebJobsStorage__queueServiceUri", format!("https://127.0.0.1:{port}/devstoreaccount1")),
+            ("AzureWebJobsStorage__credential", "managedidentity".into()),
+            ("AzureWebJobsStorage__clientId", CLIENT_ID.into()),
             ("IDENTITY_ENDPOINT", format!("{}/msi/token", identity.url)),
             ("IDENTITY_HEADER", IDENTITY_HEADER.into()),
             ("SSL_CERT_FILE", ca),

@@ -45,7 +45,17 @@ async fn the_packaged_app_starts_under_the_host_and_answers_a_signed_test_delive
     let mut entries = unzip(&zip, dir.path());
     entries.sort();
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["cf-webhook/function.json", "halo-webhook/function.json", "handler", "host.json"]);
+    assert_eq!(
+        names,
+        [
+            "cf-webhook/function.json",
+            "dead-letters/function.json",
+            "halo-webhook/function.json",
+            "handler",
+            "host.json",
+            "work-items/function.json"
+        ]
+    );
     let handler_mode = entries.iter().find(|(n, _)| n == "handler").unwrap().1;
     assert_eq!(handler_mode & 0o111, 0o111, "handler keeps its execute bit");
 

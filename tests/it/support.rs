@@ -59,6 +59,8 @@ pub struct Bridge {
     pub http: reqwest::Client,
     /// Set by `start_counting_storage`: the handler's Table Storage calls go through it and are counted.
     pub storage_calls: Option<CountingProxy>,
+    /// The handler's settings (for running its operator commands against the same storage).
+    pub env: Vec<(String, String)>,
 }
 
 /// The settings a fully configured bridge gets.
@@ -120,11 +122,25 @@ impl Bridge {
         let mut env = base_env(&halo, &cf, &azurite);
         if let Some(proxy) = &storage_calls {
             env.retain(|(k, _)| k != "AzureWebJobsStorage");
-            env.push(("AzureWebJobsStorage".into(), proxy.connection_string()));
+            env.push(("AzureWebJobsStorage".into(), proxy.connection_string(&azurite.queue_endpoint())));
         }
         adjust(&mut env);
-        let host = start_host(env).await;
-        Bridge { host, halo, cf, azurite, http: reqwest::Client::new(), storage_calls }
+        let host = start_host(env.clone()).await;
+        Bridge { host, halo, cf, azurite, http: reqwest::Client::new(), storage_calls, env }
+    }
+
+    /// Runs an operator command of the handler (`dead-letters`, `replay …`) with the bridge's settings; its stdout.
+    pub async fn handler_command(&self, args: &[&str]) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .output()
+            .await
+            .expect("the handler runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "handler {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
     }
 
     /// Table Storage (reads, writes) so far; needs `start_counting_storage`.

@@ -56,8 +56,78 @@ pub(crate) struct AppConfig {
     pub route_prefix_raw: String,
     pub request_timeout: Duration,
     pub functions: Vec<FunctionInfo>,
+    pub queue_triggers: Vec<QueueTrigger>,
+    pub queue_settings: QueueSettings,
     pub env: Vec<(String, String)>,
     pub app_root: PathBuf,
+}
+
+/// A queue-triggered function.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueTrigger {
+    pub function: String,
+    /// The trigger binding's name: the key of the message in the envelope's `Data`.
+    pub binding: String,
+    pub queue: String,
+    /// The app setting holding the storage connection string.
+    pub connection: String,
+}
+
+/// host.json's `extensions.queues` (defaults as the host's; docs/durable-work.md cites them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Messages fetched at once (1–32; default 16).
+    pub batch_size: u8,
+    /// Dequeues after which a failing message goes to the poison queue (default 5).
+    pub max_dequeue_count: u64,
+    /// How long a failed message stays invisible (default 0).
+    pub visibility_timeout: Duration,
+    /// The longest wait between polls of an empty queue (default 1 min).
+    pub max_polling_interval: Duration,
+    /// How long a message being processed stays invisible (the host holds it 10 min, renewing).
+    pub processing_visibility: Duration,
+    /// `messageEncoding` is `base64` (the default), not `none`.
+    pub base64: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            batch_size: 16,
+            max_dequeue_count: 5,
+            visibility_timeout: Duration::ZERO,
+            max_polling_interval: Duration::from_secs(60),
+            processing_visibility: Duration::from_secs(600),
+            base64: true,
+        }
+    }
+}
+
+fn queue_settings(host: &Value) -> Result<QueueSettings, HostError> {
+    let mut s = QueueSettings::default();
+    let Some(q) = host.pointer("/extensions/queues") else { return Ok(s) };
+    let span = |name: &str| -> Result<Option<Duration>, HostError> {
+        match q.get(name).and_then(Value::as_str) {
+            Some(text) => parse_timespan(text),
+            None => Ok(None),
+        }
+    };
+    if let Some(n) = q.get("batchSize").and_then(Value::as_u64) {
+        s.batch_size = n.clamp(1, 32) as u8;
+    }
+    if let Some(n) = q.get("maxDequeueCount").and_then(Value::as_u64) {
+        s.max_dequeue_count = n.max(1);
+    }
+    if let Some(d) = span("visibilityTimeout")? {
+        s.visibility_timeout = d;
+    }
+    if let Some(d) = span("maxPollingInterval")? {
+        s.max_polling_interval = d;
+    }
+    if let Some(encoding) = q.get("messageEncoding").and_then(Value::as_str) {
+        s.base64 = !encoding.eq_ignore_ascii_case("none");
+    }
+    Ok(s)
 }
 
 /// Azure Load Balancer idle timeout: HTTP answers are capped at 230 s.
@@ -229,6 +299,8 @@ pub(crate) fn load(opts: &HostOptions) -> Result<AppConfig, HostError> {
     });
 
     let functions = discover(&root)?;
+    let queue_triggers = discover_queue_triggers(&root)?;
+    let queue_settings = queue_settings(&host)?;
     Ok(AppConfig {
         exe,
         args,
@@ -239,9 +311,39 @@ pub(crate) fn load(opts: &HostOptions) -> Result<AppConfig, HostError> {
         route_prefix_raw,
         request_timeout,
         functions,
+        queue_triggers,
+        queue_settings,
         env,
         app_root: root,
     })
+}
+
+/// The enabled functions whose trigger is a `queueTrigger`.
+fn discover_queue_triggers(root: &Path) -> Result<Vec<QueueTrigger>, HostError> {
+    let mut triggers = Vec::new();
+    let entries = std::fs::read_dir(root).map_err(|e| cfg_err(format!("cannot list {}: {e}", root.display())))?;
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("function.json").is_file()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let function = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let fj = read_json(&dir.join("function.json"))?;
+        if fj.get("disabled").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let bindings = fj.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
+        let text = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+        let Some(b) = bindings.iter().find(|b| text(b, "type").is_some_and(|t| t.eq_ignore_ascii_case("queueTrigger")))
+        else {
+            continue;
+        };
+        let (Some(binding), Some(queue)) = (text(b, "name"), text(b, "queueName")) else {
+            return Err(cfg_err(format!("function {function}: a queueTrigger needs name and queueName")));
+        };
+        let connection = text(b, "connection").unwrap_or_else(|| "AzureWebJobsStorage".into());
+        triggers.push(QueueTrigger { function, binding, queue, connection });
+    }
+    Ok(triggers)
 }
 
 fn discover(root: &Path) -> Result<Vec<FunctionInfo>, HostError> {

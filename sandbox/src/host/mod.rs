@@ -6,11 +6,14 @@
 //! stdout/stderr as the host logs them, routes `/{routePrefix}/{route}` case-insensitively,
 //! enforces function keys (401 with an empty body), and forwards the request as the host
 //! rebuilds it (query rebuilt, content headers other than Content-Type/Length dropped, a
-//! chunked body arrives empty, host headers added). Envelope mode is not supported (500).
+//! chunked body arrives empty, host headers added). HTTP functions are forwarded only (an HTTP function that
+//! needs the envelope is answered 500). Queue-triggered functions are run from Azurite's queue service with the
+//! real host's envelope, visibility, dequeue-count and poison-queue behaviour (`queues`).
 
 mod child;
 mod config;
 mod proxy;
+mod queues;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,7 +26,8 @@ use tokio::runtime::Runtime;
 
 use crate::server::{self, ServerHandle};
 
-pub use config::{AuthLevel, FunctionInfo};
+pub use config::{AuthLevel, FunctionInfo, QueueSettings};
+pub use queues::{Invocation, Outcome};
 
 use child::ChildSlot;
 use config::AppConfig;
@@ -67,6 +71,8 @@ pub struct HostOptions {
     pub readiness_timeout: Duration,
     /// Overrides the forwarding timeout `min(functionTimeout, 230 s)` (for tests of the 502).
     pub request_timeout: Option<Duration>,
+    /// Overrides host.json's `extensions.queues` (tests use a short visibility timeout and polling interval).
+    pub queue_settings: Option<QueueSettings>,
 }
 
 impl HostOptions {
@@ -103,6 +109,7 @@ impl Default for HostOptions {
             master_key: "test-master-key".into(),
             readiness_timeout: Duration::from_secs(30),
             request_timeout: None,
+            queue_settings: None,
         }
     }
 }
@@ -170,6 +177,8 @@ pub enum LogStream {
     Stdout,
     /// Standard error (Warning if it contains "warn", else Error).
     Stderr,
+    /// The host's own line about an invocation (Information).
+    Host,
 }
 
 /// The level the real host would log a line at (WorkerProcess.cs).
@@ -220,6 +229,9 @@ pub(crate) struct Shared {
     pub generation: AtomicU64,
     pub unexpected_exits: Mutex<Vec<ExitStatus>>,
     pub ops: tokio::sync::Mutex<()>,
+    /// The client of envelope invocations.
+    pub client: reqwest::Client,
+    pub invocations: Mutex<Vec<Invocation>>,
 }
 
 impl Shared {
@@ -229,6 +241,16 @@ impl Shared {
 
     pub(crate) fn logs(&self) -> MutexGuard<'_, Vec<LogLine>> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn invocations(&self) -> MutexGuard<'_, Vec<Invocation>> {
+        self.invocations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A line of the host's own, in the log capture.
+    pub(crate) fn host_log(&self, text: String) {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        self.logs().push(LogLine { stream: LogStream::Host, level: LogLevel::Information, text, generation });
     }
 }
 
@@ -253,12 +275,20 @@ impl StandInHost {
             generation: AtomicU64::new(0),
             unexpected_exits: Mutex::new(Vec::new()),
             ops: tokio::sync::Mutex::new(()),
+            client: reqwest::Client::new(),
+            invocations: Mutex::new(Vec::new()),
         });
         let filter = proxy::filter(shared.clone());
         let server = server::spawn_on(runtime.handle(), filter, options.listen_port)
             .map_err(|e| HostError::Io("binding the host port".into(), e))?;
         let host = StandInHost { shared: shared.clone(), server: Some(server), runtime: Some(runtime) };
+        let pollers = shared.clone();
         host.run(async move { child::start_handler(&shared).await }).await?;
+        host.run(async move {
+            queues::start(&pollers);
+            Ok(())
+        })
+        .await?;
         Ok(host)
     }
 
@@ -347,6 +377,25 @@ impl StandInHost {
         }
     }
 
+    /// Every invocation of a queue-triggered function so far, in order.
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.shared.invocations().clone()
+    }
+
+    /// Waits until the invocations so far satisfy `pred`; returns whether they did within `timeout`.
+    pub async fn wait_for_invocations(&self, pred: impl Fn(&[Invocation]) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.shared.invocations()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The pid of the running handler.
     pub fn handler_pid(&self) -> Option<u32> {
         let s = self.shared.state();
@@ -358,11 +407,7 @@ impl StandInHost {
 
     /// The port the running handler listens on.
     pub fn handler_port(&self) -> Option<u16> {
-        let s = self.shared.state();
-        match s.phase {
-            Phase::Running => s.child.as_ref().map(|c| c.port),
-            _ => None,
-        }
+        self.shared.handler_port()
     }
 
     /// The exit status of the current handler if it died without being asked to (requests get
