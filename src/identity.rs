@@ -3,10 +3,13 @@
 //! The 0.21 `azure_identity` credentials are system-assigned only (docs/azure-sdk.md), so this small
 //! `TokenCredential` calls the App Service / Functions identity endpoint (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
 //! itself, sending `client_id` when one is configured, and caches each resource's token until 5 minutes before it
-//! expires. Without `IDENTITY_ENDPOINT` it falls back to the crate's default chain (Azure CLI for local runs).
+//! expires. Without `IDENTITY_ENDPOINT` it falls back to the crate's default chain (Azure CLI for local runs). Both
+//! talk over the shared HTTP client, so they trust what every other client trusts (`SSL_CERT_FILE` included).
 
+use crate::upstream::{self, Deadline, Retry};
 use azure_core::auth::{AccessToken, TokenCredential};
 use azure_core::error::{Error, ErrorKind};
+use azure_identity::{DefaultAzureCredential, SpecificAzureCredential, TokenCredentialOptions, AZURE_CREDENTIAL_KIND};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 const API_VERSION: &str = "2019-08-01";
+const SERVICE: &str = "managed identity endpoint";
+/// Longest one token request may take, retries included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 #[derive(Deserialize)]
@@ -46,25 +52,17 @@ impl AppServiceIdentity {
         if let Some(id) = &self.client_id {
             query.push(("client_id", id));
         }
-        let response = self
-            .http
-            .get(&self.endpoint)
-            .query(&query)
-            .header("X-IDENTITY-HEADER", &self.header)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Credential, e))?;
-        if !response.status().is_success() {
-            return Err(Error::message(
-                ErrorKind::Credential,
-                format!(
-                    "managed identity endpoint answered {} (check the identity and its client id)",
-                    response.status()
-                ),
-            ));
-        }
-        let token: MsiToken = response.json().await.map_err(|e| Error::new(ErrorKind::Credential, e))?;
+        let answer = upstream::send(SERVICE, CALL_TIMEOUT, Deadline::after(CALL_TIMEOUT), Retry::Idempotent, || {
+            self.http.get(&self.endpoint).query(&query).header("X-IDENTITY-HEADER", &self.header)
+        })
+        .await
+        .map_err(|e| {
+            let hint = if e.status().is_some() { " (check the identity and its client id)" } else { "" };
+            Error::message(ErrorKind::Credential, format!("{e}{hint}"))
+        })?;
+        // Not serde's message: it could quote part of the token.
+        let token: MsiToken = serde_json::from_slice(&answer.body)
+            .map_err(|_| Error::message(ErrorKind::Credential, format!("{SERVICE} answered without a token")))?;
         let expires_on = crate::wire::lenient_i64(&token.expires_on)
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
             .ok_or_else(|| Error::message(ErrorKind::Credential, "managed identity token has no expires_on"))?;
@@ -94,10 +92,17 @@ impl TokenCredential for AppServiceIdentity {
     }
 }
 
-/// The credential for Key Vault and identity-based storage.
+/// The credential for Key Vault and identity-based storage. Every variant talks over `http` (the one TLS trust
+/// configuration): the App Service endpoint above, or, without one, `azure_identity`'s chain (the one
+/// `azure_identity::create_credential` builds: `AZURE_CREDENTIAL_KIND` when set, else the default chain) given
+/// `http` instead of a client of its own.
 pub fn credential(http: reqwest::Client, client_id: Option<String>) -> azure_core::Result<Arc<dyn TokenCredential>> {
-    match AppServiceIdentity::from_env(http, client_id) {
-        Some(identity) => Ok(Arc::new(identity)),
-        None => azure_identity::create_credential(),
+    if let Some(identity) = AppServiceIdentity::from_env(http.clone(), client_id) {
+        return Ok(Arc::new(identity));
     }
+    let options = TokenCredentialOptions::from(Arc::new(http) as Arc<dyn azure_core::HttpClient>);
+    Ok(match std::env::var_os(AZURE_CREDENTIAL_KIND) {
+        Some(_) => Arc::new(SpecificAzureCredential::create(options)?),
+        None => Arc::new(DefaultAzureCredential::create(options)?),
+    })
 }

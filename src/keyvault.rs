@@ -2,19 +2,65 @@
 //! every `KEY_VAULT_REFRESH_SECONDS`. A request never waits on Key Vault once a value is known; when Key Vault is
 //! down the last good value stays; a changed value starts a rotation (`secrets` keeps the old webhook secret
 //! accepted for the grace time).
+//!
+//! One read is one REST call on the shared HTTP client (so it trusts what every other client trusts, `SSL_CERT_FILE`
+//! included): `GET {vault}/secrets/{name}?api-version=2025-07-01` with a bearer token for Key Vault from the
+//! managed identity, answered `{"value": "...", "id": ..., "attributes": ...}` (docs/azure-sdk.md, *Key Vault*).
 
 use crate::availability::Problem;
 use crate::config::{Config, KeyVaultConfig};
 use crate::secrets::{SecretId, SecretSource};
 use crate::secrets::{SecretValue, Secrets, Update};
-use azure_security_keyvault::SecretClient;
+use crate::upstream::{self, Deadline, Retry, UpstreamError};
+use azure_core::auth::TokenCredential;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest one read may take (the crate's own retries included).
+/// The Key Vault data-plane API version (the newest GA one; docs/azure-sdk.md).
+const API_VERSION: &str = "2025-07-01";
+/// The token scope of the Key Vault data plane.
+const SCOPE: &str = "https://vault.azure.net/.default";
+const SERVICE: &str = "Key Vault";
+/// Longest one secret read may take once the token is known (retries included).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why one secret could not be read. Neither the secret's value nor Key Vault's answer body is ever in it.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("no token for Key Vault: {0}")]
+    Token(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("Key Vault answered without a secret value")]
+    NoValue,
+    #[error("the secret is empty")]
+    Empty,
+}
+
+impl ReadError {
+    /// Where an operator looks first.
+    fn what_to_check(&self) -> &'static str {
+        match self {
+            ReadError::Token(_) => "the managed identity and AZURE_CLIENT_ID",
+            ReadError::Upstream(UpstreamError::NotSent { .. }) => {
+                "KEY_VAULT_URI, and SSL_CERT_FILE when a TLS-inspecting proxy or a private CA is in the way"
+            }
+            ReadError::Upstream(e) if e.status() == Some(404) => "the secret name",
+            _ => "the identity's 'Key Vault Secrets User' role, AZURE_CLIENT_ID, and the secret name",
+        }
+    }
+}
+
+/// The part of Key Vault's secret bundle the bridge uses.
+#[derive(serde::Deserialize)]
+struct SecretBundle {
+    value: String,
+}
+
 pub(crate) struct KeyVaultSecrets {
-    client: SecretClient,
+    http: reqwest::Client,
+    vault: reqwest::Url,
+    credential: Arc<dyn TokenCredential>,
     names: Vec<(SecretId, String)>,
     secrets: Secrets,
     refresh: Duration,
@@ -22,9 +68,10 @@ pub(crate) struct KeyVaultSecrets {
 
 impl KeyVaultSecrets {
     pub fn new(cfg: &KeyVaultConfig, config: &Config, secrets: Secrets, http: reqwest::Client) -> Result<Self, String> {
-        let credential = crate::identity::credential(http, cfg.client_id.clone())
+        let credential = crate::identity::credential(http.clone(), cfg.client_id.clone())
             .map_err(|e| format!("no managed identity for Key Vault: {e}"))?;
-        let client = SecretClient::new(&cfg.vault_uri, credential).map_err(|e| format!("KEY_VAULT_URI: {e}"))?;
+        // Validated in config (an http(s) URL without a query, no trailing slash).
+        let vault = reqwest::Url::parse(&format!("{}/", cfg.vault_uri)).map_err(|e| format!("KEY_VAULT_URI: {e}"))?;
         let names = config
             .secrets
             .iter()
@@ -33,19 +80,28 @@ impl KeyVaultSecrets {
                 SecretSource::Setting(_) => None,
             })
             .collect();
-        Ok(KeyVaultSecrets { client, names, secrets, refresh: cfg.refresh })
+        Ok(KeyVaultSecrets { http, vault, credential, names, secrets, refresh: cfg.refresh })
     }
 
-    async fn read(&self, name: &str) -> Result<String, String> {
-        match tokio::time::timeout(READ_TIMEOUT, self.client.get(name).into_future()).await {
-            Err(_) => Err("Key Vault did not answer in time".into()),
-            Ok(Ok(secret)) => Ok(secret.value),
-            Ok(Err(e)) => Err(match e.kind() {
-                azure_core::error::ErrorKind::HttpResponse { status, error_code } => {
-                    format!("Key Vault answered {status} {}", error_code.as_deref().unwrap_or(""))
-                }
-                other => format!("Key Vault could not be read ({other:?})"),
-            }),
+    /// `{vault}/secrets/{name}`, the name escaped as one path segment.
+    fn secret_url(&self, name: &str) -> reqwest::Url {
+        let mut url = self.vault.clone();
+        url.path_segments_mut().expect("an http(s) URL has a path").pop_if_empty().extend(["secrets", name]);
+        url
+    }
+
+    async fn read(&self, name: &str) -> Result<String, ReadError> {
+        let token = self.credential.get_token(&[SCOPE]).await.map_err(|e| ReadError::Token(e.to_string()))?;
+        let url = self.secret_url(name);
+        let answer = upstream::send(SERVICE, READ_TIMEOUT, Deadline::after(READ_TIMEOUT), Retry::Idempotent, || {
+            self.http.get(url.clone()).query(&[("api-version", API_VERSION)]).bearer_auth(token.token.secret())
+        })
+        .await?;
+        // serde's message could quote part of the value: a fixed one instead.
+        let bundle: SecretBundle = serde_json::from_slice(&answer.body).map_err(|_| ReadError::NoValue)?;
+        match bundle.value {
+            value if value.is_empty() => Err(ReadError::Empty),
+            value => Ok(value),
         }
     }
 
@@ -58,7 +114,7 @@ impl KeyVaultSecrets {
         let mut read = 0;
         for (id, name, result) in reads {
             match result {
-                Ok(value) if !value.is_empty() => {
+                Ok(value) => {
                     read += 1;
                     match self.secrets.update(id, SecretValue::new(value)) {
                         Update::Unchanged => {}
@@ -73,22 +129,21 @@ impl KeyVaultSecrets {
                         ),
                     }
                 }
-                Ok(_) => self.fail(id, name, "the secret is empty"),
                 Err(reason) => self.fail(id, name, &reason),
             }
         }
         read
     }
 
-    fn fail(&self, id: SecretId, name: &str, reason: &str) {
+    fn fail(&self, id: SecretId, name: &str, reason: &ReadError) {
         let known = self.secrets.current(id).is_ok();
-        tracing::warn!(setting = id.setting(), secret = %name, reason, keeping_last_good_value = known, "Key Vault read failed");
+        tracing::warn!(setting = id.setting(), secret = %name, %reason, keeping_last_good_value = known, "Key Vault read failed");
         self.secrets.report_failure(
             id,
             Problem::Other(format!(
-                "{} could not be read from Key Vault secret `{name}`: {reason} (check the identity's \
-                 'Key Vault Secrets User' role, AZURE_CLIENT_ID, and the secret name)",
-                id.setting()
+                "{} could not be read from Key Vault secret `{name}`: {reason} (check {})",
+                id.setting(),
+                reason.what_to_check()
             )),
         );
     }

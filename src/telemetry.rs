@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init(level: &str) {
     let filter = EnvFilter::try_new(format!(
         "{level},azure_core=warn,azure_data_tables=warn,azure_storage=warn,azure_identity=warn,\
-         azure_security_keyvault=warn,hyper=warn,hyper_util=warn,reqwest=warn,warp=warn,html5ever=error"
+         azure_storage_queues=warn,hyper=warn,hyper_util=warn,reqwest=warn,warp=warn,html5ever=error"
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -9,6 +9,7 @@
 //! * [`host::StandInHost`]: a stand-in Azure Functions host for custom handlers in forwarding mode.
 //! * [`azurite::Azurite`]: starts the Azurite table emulator from `node_modules`.
 //! * [`server`]: binds a warp filter on 127.0.0.1 with a shutdown handle.
+//! * [`tls`]: a certificate authority made in the test and a TLS proxy in front of any fake or Azurite.
 //!
 //! The fakes and the host run on their own small tokio runtimes, so they keep answering even
 //! while a test blocks its own thread, and they can be created from sync or async code.
@@ -24,6 +25,7 @@ pub mod host;
 pub mod proxy;
 pub mod record;
 pub mod server;
+pub mod tls;
 
 mod fakeio;
 #[doc(hidden)]

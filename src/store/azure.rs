@@ -1,7 +1,7 @@
 //! `Table` on Azure Table Storage through the 0.21 `azure_data_tables` crate, with the two gaps closed here:
 //! connection strings (the crate has no `from_connection_string`) and user-assigned managed identity (`identity`).
 
-use super::connection::{endpoint, retry, transport, Endpoint, CALL_TIMEOUT};
+use super::connection::{endpoint, retry, transport, unanswered, Endpoint, CALL_TIMEOUT};
 use super::{Etag, Key, Props, StoreError, Table};
 use crate::config::StorageConfig;
 use azure_core::error::ErrorKind;
@@ -93,8 +93,7 @@ async fn within<T>(fut: impl std::future::Future<Output = azure_core::Result<T>>
             ErrorKind::HttpResponse { status, error_code } => {
                 StoreError::Unavailable(format!("{status} {}", error_code.as_deref().unwrap_or("")))
             }
-            // Other errors' text can include the request URL (a SAS token in its query): keep only the kind.
-            other => StoreError::Unavailable(format!("{other:?}")),
+            _ => StoreError::Unavailable(unanswered(&e)),
         }),
     }
 }

@@ -73,3 +73,19 @@ pub(super) fn transport(extra_ca_pem: Option<&[u8]>) -> azure_core::Result<Trans
         .map_err(|e| azure_core::Error::new(ErrorKind::Other, e))?;
     Ok(TransportOptions::new(Arc::new(client)))
 }
+
+/// A storage error that is not an HTTP answer, for an operator: its kind and its innermost cause (a TLS or socket
+/// error). Never the error's own text, nor any cause that quotes a URL: it can carry a SAS token in its query.
+pub(super) fn unanswered(e: &azure_core::Error) -> String {
+    let kind = e.kind();
+    let mut cause = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = Some(s.to_string());
+        source = s.source();
+    }
+    match cause.filter(|c| !c.contains("://")) {
+        Some(cause) => format!("{kind:?}: {cause}"),
+        None => format!("{kind:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 //! messages on it. Taking them off, retrying a failed one after the visibility timeout and moving one that failed
 //! `maxDequeueCount` times to the poison queue is the Functions host's job (docs/durable-work.md).
 
-use super::connection::{endpoint, retry, transport, Endpoint, CALL_TIMEOUT};
+use super::connection::{endpoint, retry, transport, unanswered, Endpoint, CALL_TIMEOUT};
 use crate::config::WorkQueueConfig;
 use azure_storage_queues::prelude::*;
 use azure_storage_queues::QueueServiceClientBuilder;
@@ -54,7 +54,7 @@ fn queue_error(e: &azure_core::Error) -> QueueError {
         azure_core::error::ErrorKind::HttpResponse { status, error_code } => {
             QueueError(format!("{status} {}", error_code.as_deref().unwrap_or("")))
         }
-        other => QueueError(format!("{other:?}")),
+        _ => QueueError(unanswered(e)),
     }
 }
 

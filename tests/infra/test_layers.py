@@ -14,8 +14,8 @@ SRC = c.ROOT / "src"
 LAYERS = [
     {"domain", "wire", "availability", "settings"},
     {"secrets"},
-    {"config"},
-    {"upstream", "identity", "telemetry"},
+    {"config", "upstream"},
+    {"identity", "telemetry"},
     {"cf", "halo", "store", "keyvault"},
     {"work"},
     {"directions"},

@@ -3,7 +3,7 @@
 use crate::support::*;
 use std::process::Stdio;
 
-async fn check(env: &[(String, String)]) -> (bool, String) {
+pub(crate) async fn check(env: &[(String, String)]) -> (bool, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
         .arg("--check")
         .env_clear()
@@ -17,7 +17,7 @@ async fn check(env: &[(String, String)]) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn line<'a>(report: &'a str, what: &str) -> &'a str {
+pub(crate) fn line<'a>(report: &'a str, what: &str) -> &'a str {
     report.lines().find(|l| l[6..].starts_with(what)).unwrap_or_else(|| panic!("no `{what}` line in:\n{report}"))
 }
 

@@ -1,4 +1,4 @@
-//! A fake Key Vault (legacy secrets API) and App Service managed-identity endpoint on loopback.
+//! A fake Key Vault (`GET /secrets/{name}?api-version=...`) and App Service managed-identity endpoint on loopback.
 //! The identity endpoint checks `X-IDENTITY-HEADER` and the user-assigned `client_id`; the vault checks the token.
 
 use serde_json::json;
@@ -10,6 +10,8 @@ use warp::Filter;
 pub const IDENTITY_HEADER: &str = "it-identity-header";
 pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TOKEN: &str = "it-vault-token";
+/// The data-plane API version the bridge sends (docs/azure-sdk.md, *Key Vault*).
+const API_VERSION: &str = "2025-07-01";
 
 #[derive(Default)]
 struct State {
@@ -54,11 +56,15 @@ impl FakeVault {
                 warp::reply::with_status(warp::reply::json(&body), StatusCode::OK)
             });
         let vault_state = state.clone();
-        let secret = warp::path!("secrets" / String / ..)
+        let secret = warp::path!("secrets" / String)
+            .and(warp::query::<HashMap<String, String>>())
             .and(warp::header::optional::<String>("authorization"))
-            .map(move |name: String, auth: Option<String>| {
+            .map(move |name: String, query: HashMap<String, String>, auth: Option<String>| {
                 let mut s = vault_state.lock().unwrap();
                 s.secret_reads += 1;
+                if query.get("api-version").map(String::as_str) != Some(API_VERSION) {
+                    return warp::reply::with_status(warp::reply::json(&json!({"error": {"code": "BadParameter"}})), StatusCode::BAD_REQUEST);
+                }
                 if s.down {
                     return warp::reply::with_status(warp::reply::json(&json!({"error": {"code": "ServiceUnavailable"}})), StatusCode::SERVICE_UNAVAILABLE);
                 }

@@ -12,3 +12,4 @@ mod managed_identity;
 mod package;
 mod soak;
 mod support;
+mod tls;
