@@ -3,6 +3,7 @@
 
 mod cf_webhook;
 mod check;
+mod durable;
 mod fake_vault;
 mod foundation;
 mod halo_webhook;
