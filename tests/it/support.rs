@@ -182,7 +182,7 @@ impl Bridge {
         Answer::from(request.body(raw.to_vec()).send().await.expect("host reachable")).await
     }
 
-    /// Sends until a 2xx (as ContraForce's at-least-once delivery does), returning the final answer and attempts.
+    /// Sends until a 2xx that is not `queued` (as ContraForce's at-least-once delivery does), returning the final answer and attempts.
     /// Gives up only after a generous bound (a loaded machine is slow, not wrong), saying what never happened.
     pub async fn send_cf_until_done(&self, event_id: &str, body: &Value) -> (Answer, usize) {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
@@ -190,12 +190,12 @@ impl Bridge {
         loop {
             attempt += 1;
             let answer = self.send_cf(event_id, body).await;
-            if answer.status.is_success() {
+            // `queued` is durable, but not done: a redelivery tells when the queue trigger has done it.
+            if answer.status.is_success() && answer.body["status"] != "queued" {
                 return (answer, attempt);
             }
-            assert_eq!(
-                answer.status,
-                StatusCode::SERVICE_UNAVAILABLE,
+            assert!(
+                answer.status == StatusCode::SERVICE_UNAVAILABLE || answer.body["status"] == "queued",
                 "only transient failures are retried: {answer:?}"
             );
             if tokio::time::Instant::now() > give_up {
