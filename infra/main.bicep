@@ -256,6 +256,11 @@ param upstreamTimeoutSeconds int = 10
 @minValue(1)
 param claimTtlSeconds int = 60
 
+@description('INLINE_BUDGET_SECONDS: how long a webhook is worked on inline before the rest is queued (answered 200 queued).')
+@minValue(1)
+@maxValue(20)
+param inlineBudgetSeconds int = 5
+
 // ---------------------------------------------------------------------------------------------------------------
 // Names and constants
 // ---------------------------------------------------------------------------------------------------------------
@@ -273,9 +278,9 @@ var secretNames = {
 
 var deploymentContainerName = 'app-package'
 
-// Durable work (built in a later step): the queue the handler enqueues to and a queue trigger reads, and the queue the
-// Functions host moves a message to after maxDequeueCount failed attempts (always '<queue>-poison'). Both are created
-// here so the dead-letter alert and the queue role exist before the code that uses them.
+// Durable work (docs/durable-work.md): the queue the handler enqueues to and the work-items queue trigger reads, and
+// the queue the Functions host moves a message to after maxDequeueCount failed attempts (always '<queue>-poison', read
+// by the dead-letters trigger). Both are created here so the dead-letter alert and the queue role come with them.
 var workQueueName = 'work-items'
 var poisonQueueName = '${workQueueName}-poison'
 
@@ -1058,6 +1063,10 @@ var commonSettings = [
   {
     name: 'CLAIM_TTL_SECONDS'
     value: string(claimTtlSeconds)
+  }
+  {
+    name: 'INLINE_BUDGET_SECONDS'
+    value: string(inlineBudgetSeconds)
   }
 ]
 

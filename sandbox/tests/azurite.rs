@@ -42,13 +42,15 @@ async fn create_table(c: &Client, az: &Azurite, name: &str, timeout: Duration) -
 #[tokio::test]
 async fn in_memory_table_service_works() -> TestResult {
     let az = Azurite::start().await?;
-    let port = az.port();
+    let (port, queue_port) = (az.port(), az.queue_port());
+    assert_ne!(port, queue_port);
     assert_eq!(
         az.connection_string(),
         format!(
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=\
              Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;\
-             TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+             TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;\
+             QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
         )
     );
     assert!(az.output().iter().any(|l| l.contains("successfully started")));

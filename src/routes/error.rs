@@ -104,6 +104,11 @@ impl warp::reject::Reject for TooLarge {}
 pub(crate) struct LengthRequired;
 impl warp::reject::Reject for LengthRequired {}
 
+/// The body could not be read to its end (the sender broke off or sent a malformed chunk).
+#[derive(Debug)]
+pub(crate) struct UnreadableBody;
+impl warp::reject::Reject for UnreadableBody {}
+
 /// Maps warp's own rejections (no route, wrong method, size limits) to our JSON errors.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
     let error = if rejection.find::<TooLarge>().is_some() || rejection.find::<warp::reject::PayloadTooLarge>().is_some()
@@ -112,6 +117,8 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
     } else if rejection.find::<LengthRequired>().is_some() || rejection.find::<warp::reject::LengthRequired>().is_some()
     {
         ApiError::LengthRequired
+    } else if rejection.find::<UnreadableBody>().is_some() {
+        ApiError::BadRequest("unreadable body".into())
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         ApiError::UnsupportedMediaType
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

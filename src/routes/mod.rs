@@ -12,6 +12,7 @@ use crate::work::{WorkFailure, WorkItem};
 use bytes::Bytes;
 use error::ApiError;
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,21 +71,52 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     readiness.or(direction).unify().or(invocation).unify().recover(error::recover).unify()
 }
 
-/// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 before anything is read; a
+/// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 without keeping the body; a
 /// chunked body of unknown length is a 411. A request with neither header has an empty body (the Functions host
 /// forwards an empty body that way), which the routes answer with a 400.
 fn limited_body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::header::optional::<String>("transfer-encoding"))
-        .and_then(|length: Option<u64>, encoding: Option<String>| async move {
+        .and(warp::body::stream())
+        .and_then(|length: Option<u64>, encoding: Option<String>, body| async move {
             match (length, encoding) {
-                (Some(n), _) if n > MAX_BODY_BYTES => Err(warp::reject::custom(error::TooLarge)),
+                (Some(n), _) if n > MAX_BODY_BYTES => {
+                    if n <= DRAIN_LIMIT_BYTES {
+                        drain(body).await;
+                    }
+                    Err(warp::reject::custom(error::TooLarge))
+                }
                 (None, Some(_)) => Err(warp::reject::custom(error::LengthRequired)),
-                _ => Ok(()),
+                _ => collect(body).await,
             }
         })
-        .untuple_one()
-        .and(warp::body::bytes())
+}
+
+/// A refused body up to this declared size is read and thrown away before the 413 is sent. A server that closes
+/// with unread data resets the connection, and the reset can discard its answer before the sender (the Functions
+/// host) reads it (RFC 9112 §9.6); the host then reports a failed call instead of the 413. Beyond this the
+/// connection is closed unread: nobody sends that much by mistake.
+const DRAIN_LIMIT_BYTES: u64 = 8 * MAX_BODY_BYTES;
+
+async fn drain<B: bytes::Buf>(body: impl futures::Stream<Item = Result<B, warp::Error>>) {
+    let mut body = std::pin::pin!(body);
+    while let Some(Ok(_)) = body.next().await {}
+}
+
+/// The body in memory, refused (413) past `MAX_BODY_BYTES` whatever the headers said.
+async fn collect<B: bytes::Buf>(
+    body: impl futures::Stream<Item = Result<B, warp::Error>>,
+) -> Result<Bytes, warp::Rejection> {
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| warp::reject::custom(error::UnreadableBody))?;
+        if (out.len() + chunk.remaining()) as u64 > MAX_BODY_BYTES {
+            return Err(warp::reject::custom(error::TooLarge));
+        }
+        bytes::BufMut::put(&mut out, chunk);
+    }
+    Ok(out.freeze())
 }
 
 /// A header as text; `None` when absent, repeated, or not visible ASCII (a 4xx, never a 500). A repeated

@@ -254,7 +254,8 @@ class TestAppSettings(BicepTestCase):
         infra = {
             "AZURE_CLIENT_ID", "KEY_VAULT_URI", "STATE_TABLE_NAME",
             "StateStorage__tableServiceUri", "StateStorage__credential", "StateStorage__clientId",
-            "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
+            "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__queueServiceUri",
+            "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
         }
         for s in c.handler_settings():
             name = s["name"]

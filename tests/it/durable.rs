@@ -13,16 +13,6 @@ use std::time::Duration;
 
 const HUMAN: i64 = 5;
 
-/// Waits until `done` holds (a generous bound: a loaded machine is slow, not wrong); `what` says what never
-/// happened.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(tokio::time::Instant::now() < give_up, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `handler dead-letters` says the work ledger is empty: all queued work done, no dead letter.
 async fn ledger_empties(b: &Bridge) {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -263,6 +263,16 @@ impl Bridge {
     }
 }
 
+/// Waits until `done` holds (a generous bound: a loaded machine is slow, not wrong); `what` says what never
+/// happened.
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(tokio::time::Instant::now() < give_up, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Queue settings for tests: host.json's behaviour, with retries a second apart and at most `MAX_DEQUEUE` tries,
 /// so a retried or poisoned item is seen within seconds.
 pub fn test_queue_settings() -> QueueSettings {
