@@ -105,12 +105,12 @@ impl Tally {
     }
 }
 
-fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 /// One POST; a transport error is status 0.
-async fn post_once(request: reqwest::RequestBuilder) -> (u16, Option<u64>, Value) {
+pub(crate) async fn post_once(request: reqwest::RequestBuilder) -> (u16, Option<u64>, Value) {
     match request.send().await {
         Err(_) => (0, None, Value::Null),
         Ok(r) => {
@@ -161,7 +161,7 @@ async fn until_2xx(
 }
 
 /// A signed CF delivery; a fresh timestamp and signature per attempt, as a real sender's retry would have.
-fn cf_request(
+pub(crate) fn cf_request(
     http: &reqwest::Client,
     url: &str,
     key: &str,
@@ -181,7 +181,7 @@ fn cf_request(
     Box::pin(post_once(request))
 }
 
-fn halo_request(
+pub(crate) fn halo_request(
     http: &reqwest::Client,
     url: &str,
     key: &str,
@@ -273,15 +273,15 @@ enum Step {
     Reopen,
 }
 
-fn incident_id(i: usize) -> String {
+pub(crate) fn incident_id(i: usize) -> String {
     format!("soak-inc-{i:05}")
 }
 
-fn reference(i: usize) -> String {
+pub(crate) fn reference(i: usize) -> String {
     format!("cf|sentinel|{}", incident_id(i))
 }
 
-fn comment_text(content: &str) -> &str {
+pub(crate) fn comment_text(content: &str) -> &str {
     content.rsplit("\n\n").next().unwrap_or(content)
 }
 

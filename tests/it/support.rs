@@ -103,15 +103,25 @@ impl Bridge {
 
     /// The same with a Halo fake configured as given (a tenant, say).
     pub async fn start_with_halo(halo: HaloConfig, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
-        Bridge::launch(halo, false, adjust).await
+        Bridge::launch(halo, false, test_queue_settings(), adjust).await
+    }
+
+    /// The default bridge with its queue trigger's settings as given.
+    pub async fn start_with_queues(queues: QueueSettings) -> Bridge {
+        Bridge::launch(HaloConfig::test(), false, queues, |_| {}).await
     }
 
     /// The default bridge with its Table Storage calls counted (`storage_calls`).
     pub async fn start_counting_storage() -> Bridge {
-        Bridge::launch(HaloConfig::test(), true, |_| {}).await
+        Bridge::launch(HaloConfig::test(), true, test_queue_settings(), |_| {}).await
     }
 
-    async fn launch(halo: HaloConfig, count_storage: bool, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
+    async fn launch(
+        halo: HaloConfig,
+        count_storage: bool,
+        queues: QueueSettings,
+        adjust: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> Bridge {
         let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
         let storage_calls = match count_storage {
             true => Some(CountingProxy::start(format!("http://127.0.0.1:{}", azurite.port())).await),
@@ -125,7 +135,7 @@ impl Bridge {
             env.push(("AzureWebJobsStorage".into(), proxy.connection_string(&azurite.queue_endpoint())));
         }
         adjust(&mut env);
-        let host = start_host(env.clone()).await;
+        let host = start_host_with_queues(env.clone(), queues).await;
         Bridge { host, halo, cf, azurite, http: reqwest::Client::new(), storage_calls, env }
     }
 
@@ -289,10 +299,11 @@ pub fn test_queue_settings() -> QueueSettings {
 /// The tests' `maxDequeueCount`.
 pub const MAX_DEQUEUE: u64 = 4;
 
-/// Starts the real binary under the stand-in host, with the repository as the app root.
-pub async fn start_host(env: Vec<(String, String)>) -> StandInHost {
+/// Starts the real binary under the stand-in host, with the repository as the app root and the queue trigger's
+/// settings as given (a second instance of an app gets the same settings).
+pub async fn start_host_with_queues(env: Vec<(String, String)>, queues: QueueSettings) -> StandInHost {
     let mut options = HostOptions::new(repo_root()).executable(env!("CARGO_BIN_EXE_handler"));
     options.env = env;
-    options.queue_settings = Some(test_queue_settings());
+    options.queue_settings = Some(queues);
     StandInHost::start(options).await.expect("the handler starts under the stand-in host")
 }
