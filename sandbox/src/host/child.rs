@@ -111,7 +111,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
             Ok(_) => {
                 let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
                 let level = match stream {
-                    LogStream::Stdout => LogLevel::Information,
+                    LogStream::Stdout | LogStream::Host => LogLevel::Information,
                     LogStream::Stderr if text.to_ascii_lowercase().contains("warn") => LogLevel::Warning,
                     LogStream::Stderr => LogLevel::Error,
                 };
@@ -122,7 +122,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
                         t.pop_front();
                     }
                 }
-                shared.logs().push(LogLine { stream, level, text, generation });
+                shared.capture(LogLine { stream, level, text, generation });
             }
         }
     }
