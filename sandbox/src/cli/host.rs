@@ -94,6 +94,7 @@ pub async fn run(args: Args) -> CmdResult {
         }
     };
     tokio::select! {
+        biased; // a stop that reaches the handler too (Ctrl-C to the process group) is a stop, not an exit
         () = stop.wait() => {
             host.shutdown().await;
             Ok(())
