@@ -84,6 +84,10 @@ impl QueueService {
             let key = get("accountkey").ok_or_else(|| QueueError::Connection("no AccountKey".into()))?;
             let endpoint = match get("queueendpoint") {
                 Some(e) => e,
+                // The emulator's account has no public endpoint to fall back on (and tests stay on loopback).
+                None if name == crate::azurite::ACCOUNT_NAME => {
+                    return Err(QueueError::Connection(format!("no QueueEndpoint for the emulator account {name}")));
+                }
                 None => {
                     let protocol = get("defaultendpointsprotocol").unwrap_or_else(|| "https".into());
                     let suffix = get("endpointsuffix").unwrap_or_else(|| "core.windows.net".into());
@@ -378,6 +382,8 @@ mod tests {
         let public = QueueService::from_connection_string(&format!("AccountName=acct;AccountKey={key}")).unwrap();
         assert_eq!(public.endpoint(), "https://acct.queue.core.windows.net");
         assert!(matches!(QueueService::from_connection_string("AccountName=a"), Err(QueueError::Connection(_))));
+        let tables_only = format!("AccountName=devstoreaccount1;AccountKey={key};TableEndpoint=http://127.0.0.1:5/x");
+        assert!(matches!(QueueService::from_connection_string(&tables_only), Err(QueueError::Connection(_))));
     }
 
     #[test]
