@@ -646,6 +646,28 @@ async fn the_admin_api_invokes_a_timer_function_with_the_master_key_only() {
 }
 
 #[tokio::test]
+async fn an_invocation_during_a_handler_restart_waits_for_the_new_handler() {
+    // The new handler takes 3 s to listen, so the invocation below surely starts during the restart.
+    let dir = temp_app(QUEUE_HOST_JSON, &[("tick", TICK_FN)]);
+    let host = Arc::new(start(HostOptions::new(&dir).executable(ECHO).env("ECHO_STARTUP_DELAY_MS", "3000")).await);
+    let restarting = {
+        let host = host.clone();
+        tokio::spawn(async move { host.restart_handler().await })
+    };
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    while host.handler_pid().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the restart never began");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let invocation = host.invoke("tick", "").await.unwrap();
+    assert_eq!(invocation.outcome, Outcome::Succeeded, "held until the new handler was ready, not failed");
+    restarting.await.unwrap().expect("restart works");
+    let logs = host.logs();
+    assert!(logs.iter().any(|l| l.generation == 2 && l.text.starts_with("envelope /tick ")), "{logs:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn two_hosts_on_one_queue_process_each_message_exactly_once() {
     const N: usize = 24;
     let azurite = sandbox::azurite::Azurite::start().await.expect("Azurite (npm ci)");

@@ -170,7 +170,7 @@ impl Call<'_> {
 
 /// Sends one envelope and judges the answer; the handler's `Logs` are logged as the invocation's lines.
 async fn send(shared: &Shared, name: &str, id: &str, body: Value) -> Outcome {
-    let Some(port) = shared.handler_port() else {
+    let Some(port) = shared.ready_handler_port().await else {
         return Outcome::Failed("the handler is not running".into());
     };
     let timeout: Duration = shared.app.function_timeout;

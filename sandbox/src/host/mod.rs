@@ -300,6 +300,24 @@ impl Shared {
         }
     }
 
+    /// The port of the handler once it is ready: while it starts or restarts this waits, as the host holds an
+    /// invocation until its worker is ready again (`WorkerFunctionInvoker`,
+    /// `DelayUntilFunctionDispatcherInitializedOrShutdown`), so a restart costs a queue message no dequeue; `None`
+    /// once the handler is stopped or has exited.
+    pub(crate) async fn ready_handler_port(&self) -> Option<u16> {
+        loop {
+            {
+                let s = self.state();
+                match (&s.phase, &s.child) {
+                    (Phase::Running, Some(c)) => return Some(c.port),
+                    (Phase::Starting | Phase::Restarting, _) => {}
+                    _ => return None,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     fn stop_listeners(&self) {
         self.stopping.send_replace(true);
     }
