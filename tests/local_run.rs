@@ -131,7 +131,7 @@ impl RunLocal {
     /// run-local's output and the end of every child's log, for failure messages.
     fn context(&self) -> String {
         let mut text = format!("--- run-local output ---\n{}", self.output());
-        for log in ["handler", "sandbox", "azurite"] {
+        for log in ["handler", "sandbox", "azurite", "azurite-queue"] {
             let path = self.dir.join(".local/logs").join(format!("{log}.log"));
             if let Ok(content) = fs::read_to_string(&path) {
                 let lines: Vec<&str> = content.lines().collect();
@@ -216,7 +216,16 @@ fn is_setting(name: &str) -> bool {
     const PREFIXES: [&str; 8] =
         ["CF_", "HALO_", "AzureWebJobs", "StateStorage", "KEY_VAULT_", "SANDBOX_", "FUNCTIONS_", "BRIDGE_"];
     PREFIXES.iter().any(|p| name.starts_with(p))
-        || ["STATE_TABLE_NAME", "AZURITE_PORT", "AZURITE_BIN", "LOG_LEVEL", "AZURE_CLIENT_ID"].contains(&name)
+        || [
+            "STATE_TABLE_NAME",
+            "AZURITE_PORT",
+            "AZURITE_BIN",
+            "AZURITE_QUEUE_PORT",
+            "AZURITE_QUEUE_BIN",
+            "LOG_LEVEL",
+            "AZURE_CLIENT_ID",
+        ]
+        .contains(&name)
 }
 
 /// How run-local's signals are set up when it starts.
@@ -228,25 +237,26 @@ enum Launch {
     SigintIgnored,
 }
 
-/// The ports one run-local uses: bridge, Azurite, sandbox Halo, sandbox ContraForce.
+/// The ports one run-local uses: bridge, Azurite's tables and queues, sandbox Halo, sandbox ContraForce.
 struct Ports {
     bridge: u16,
     azurite: u16,
+    azurite_queue: u16,
     halo: u16,
     cf: u16,
 }
 
 impl Ports {
-    fn all(&self) -> [u16; 4] {
-        [self.bridge, self.azurite, self.halo, self.cf]
+    fn all(&self) -> [u16; 5] {
+        [self.bridge, self.azurite, self.azurite_queue, self.halo, self.cf]
     }
 }
 
 /// Starts `scripts/run-local` of the checkout in `dir`, in its own process group, and waits until the bridge
 /// answers and the banner is printed.
 async fn launch(dir: &Path, how: Launch) -> (RunLocal, Ports) {
-    let [bridge, azurite, halo, cf] = distinct_free_ports::<4>();
-    let ports = Ports { bridge, azurite, halo, cf };
+    let [bridge, azurite, azurite_queue, halo, cf] = distinct_free_ports::<5>();
+    let ports = Ports { bridge, azurite, azurite_queue, halo, cf };
     let signals = match how {
         Launch::Terminal => "--default-signal=INT",
         Launch::SigintIgnored => "--ignore-signal=INT",
@@ -261,6 +271,7 @@ async fn launch(dir: &Path, how: Launch) -> (RunLocal, Ports) {
     command
         .env("BRIDGE_PORT", bridge.to_string())
         .env("AZURITE_PORT", azurite.to_string())
+        .env("AZURITE_QUEUE_PORT", azurite_queue.to_string())
         .env("SANDBOX_HALO_PORT", halo.to_string())
         .env("SANDBOX_CF_PORT", cf.to_string())
         .env("CARGO_TARGET_DIR", target_dir())
@@ -362,6 +373,7 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         format!("{halo}/_sandbox/tickets"),
         format!("{cf}/_sandbox/incidents"),
         format!("http://127.0.0.1:{azurite_port}/devstoreaccount1"),
+        format!("http://127.0.0.1:{}/devstoreaccount1", ports.azurite_queue),
         "scripts/demo-incident".to_string(),
         "scripts/demo-halo-note".to_string(),
         "handler --check".to_string(),

@@ -1,8 +1,8 @@
 //! Starts the Azurite table and queue emulators (npm `azurite@3.35.0`), each on a free port.
 //!
-//! The scripts are `$AZURITE_BIN` (the table script) or `<workspace root>/node_modules/.bin/azurite-table`, and
-//! `azurite-queue` beside it (installed by `npm ci` in the workspace root). Output is drained on background
-//! threads, so an instance may outlive the tokio runtime that started it.
+//! The scripts are `$AZURITE_BIN` (else `<workspace root>/node_modules/.bin/azurite-table`, installed by `npm ci` in
+//! the workspace root) and `$AZURITE_QUEUE_BIN` (else `azurite-queue` beside the table script). Output is drained on
+//! background threads, so an instance may outlive the tokio runtime that started it.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -19,7 +19,7 @@ pub const ACCOUNT_NAME: &str = "devstoreaccount1";
 pub const ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-/// How long Azurite may take to print "successfully started".
+/// How long an Azurite service may take to say that it listens.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How many output lines are kept.
@@ -42,7 +42,7 @@ pub enum AzuriteError {
         /// What it printed.
         output: String,
     },
-    /// It did not print "successfully started" in time.
+    /// It did not say in time that it listens.
     Timeout {
         /// What it printed.
         output: String,
@@ -55,8 +55,8 @@ impl fmt::Display for AzuriteError {
             AzuriteError::NotInstalled { path } => write!(
                 f,
                 "Azurite is not installed: {} does not exist. Fix: run `npm ci` in the workspace \
-                 root (package.json pins azurite@3.35.0), or set AZURITE_BIN to an \
-                 azurite-table script",
+                 root (package.json pins azurite@3.35.0), or set AZURITE_BIN (AZURITE_QUEUE_BIN) to an \
+                 azurite-table (azurite-queue) script",
                 path.display()
             ),
             AzuriteError::Spawn(path, e) => write!(f, "cannot run {}: {e}", path.display()),
@@ -64,7 +64,7 @@ impl fmt::Display for AzuriteError {
                 write!(f, "Azurite exited before it was ready ({status}):\n{output}")
             }
             AzuriteError::Timeout { output } => {
-                write!(f, "Azurite did not report \"successfully started\" within {START_TIMEOUT:?}:\n{output}")
+                write!(f, "Azurite did not report that it listens within {START_TIMEOUT:?}:\n{output}")
             }
         }
     }
@@ -78,16 +78,47 @@ impl fmt::Debug for AzuriteError {
 
 impl std::error::Error for AzuriteError {}
 
-/// A running Azurite table service and queue service. Dropping it kills both processes.
+/// A running Azurite: its table and its queue service (two processes, each on its own free port). Dropping it
+/// kills both.
 #[derive(Debug)]
 pub struct Azurite {
-    child: Option<Child>,
-    queue_child: Option<Child>,
-    script: PathBuf,
-    port: u16,
-    queue_port: u16,
+    table: Service,
+    queue: Service,
     location: Option<PathBuf>,
     output: Arc<Mutex<Vec<String>>>,
+}
+
+/// Which Azurite service one process serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Table,
+    Queue,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Table => "table",
+            Kind::Queue => "queue",
+        }
+    }
+
+    /// What the service prints once it listens.
+    fn ready_marker(self) -> &'static str {
+        match self {
+            Kind::Table => "Table service successfully started",
+            Kind::Queue => "Queue service successfully listens",
+        }
+    }
+}
+
+/// One Azurite process.
+#[derive(Debug)]
+struct Service {
+    kind: Kind,
+    script: PathBuf,
+    port: u16,
+    child: Option<Child>,
     started: Arc<AtomicU64>,
 }
 
@@ -120,17 +151,13 @@ pub fn shared_key_lite(date: &str, canonical_resource: &str) -> String {
     format!("SharedKeyLite {ACCOUNT_NAME}:{signature}")
 }
 
-/// A development-account connection string for these endpoints.
+/// A development-account connection string for these endpoints (the queue endpoint is always named: the emulator
+/// account has no public endpoint to fall back on).
 pub fn connection_string(table_endpoint: &str, queue_endpoint: &str) -> String {
     format!(
         "DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};\
          TableEndpoint={table_endpoint};QueueEndpoint={queue_endpoint};"
     )
-}
-
-/// The queue service's script, beside the table service's.
-fn queue_script(table_script: &Path) -> PathBuf {
-    table_script.with_file_name("azurite-queue")
 }
 
 /// The workspace root: the parent of the sandbox crate's manifest directory.
@@ -148,6 +175,14 @@ pub fn script_path() -> PathBuf {
     }
 }
 
+/// Where the `azurite-queue` script is expected: `$AZURITE_QUEUE_BIN`, else beside the table script.
+pub fn queue_script_path() -> PathBuf {
+    match std::env::var_os("AZURITE_QUEUE_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => script_path().with_file_name("azurite-queue"),
+    }
+}
+
 fn send_signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -158,7 +193,12 @@ fn send_signal(pid: u32, sig: &str) {
         .status();
 }
 
-fn drain<R: Read + Send + 'static>(reader: R, output: Arc<Mutex<Vec<String>>>, started: Arc<AtomicU64>) {
+fn drain<R: Read + Send + 'static>(
+    reader: R,
+    output: Arc<Mutex<Vec<String>>>,
+    started: Arc<AtomicU64>,
+    marker: &'static str,
+) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(reader);
         let mut buf = Vec::new();
@@ -168,8 +208,7 @@ fn drain<R: Read + Send + 'static>(reader: R, output: Arc<Mutex<Vec<String>>>, s
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                    // The table service says "successfully started", the queue service "successfully listens".
-                    if line.contains("successfully started") || line.contains("successfully listens") {
+                    if line.contains(marker) {
                         started.fetch_add(1, Ordering::SeqCst);
                     }
                     let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,62 +223,49 @@ fn drain<R: Read + Send + 'static>(reader: R, output: Arc<Mutex<Vec<String>>>, s
     });
 }
 
-impl Azurite {
-    /// Starts an in-memory table service on a free port and waits until it is ready.
-    pub async fn start() -> Result<Azurite, AzuriteError> {
-        Azurite::launch(None).await
+impl Service {
+    fn new(kind: Kind, script: PathBuf) -> Service {
+        Service { kind, script, port: crate::free_port(), child: None, started: Arc::new(AtomicU64::new(0)) }
     }
 
-    /// Starts a table service that persists to `dir` (so [`Azurite::stop`] and
-    /// [`Azurite::start_again`] keep the data).
-    pub async fn start_persistent(dir: impl AsRef<Path>) -> Result<Azurite, AzuriteError> {
-        Azurite::launch(Some(dir.as_ref().to_path_buf())).await
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
-    async fn launch(location: Option<PathBuf>) -> Result<Azurite, AzuriteError> {
-        let script = script_path();
-        if !script.is_file() {
-            return Err(AzuriteError::NotInstalled { path: script });
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
+    }
+
+    /// Starts the process, retrying on a new port when another process took this one before Azurite bound it.
+    async fn launch(&mut self, location: Option<&Path>, output: &Arc<Mutex<Vec<String>>>) -> Result<(), AzuriteError> {
+        if !self.script.is_file() {
+            return Err(AzuriteError::NotInstalled { path: self.script.clone() });
         }
-        if !queue_script(&script).is_file() {
-            return Err(AzuriteError::NotInstalled { path: queue_script(&script) });
-        }
-        let mut az = Azurite {
-            child: None,
-            queue_child: None,
-            script,
-            port: crate::free_port(),
-            queue_port: crate::free_port(),
-            location,
-            output: Arc::new(Mutex::new(Vec::new())),
-            started: Arc::new(AtomicU64::new(0)),
-        };
-        // Another process may take the port before Azurite binds it: then a new port.
         let mut attempt = 1;
         loop {
-            match az.spawn_and_wait().await {
-                Err(AzuriteError::Exited { output, .. })
-                    if attempt < crate::PORT_ATTEMPTS && crate::says_port_taken(&output) =>
+            match self.spawn_and_wait(location, output).await {
+                Err(AzuriteError::Exited { output: printed, .. })
+                    if attempt < crate::PORT_ATTEMPTS && crate::says_port_taken(&printed) =>
                 {
                     attempt += 1;
-                    az.kill();
-                    az.port = crate::free_port();
-                    az.queue_port = crate::free_port();
-                    az.output.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.port = crate::free_port();
                 }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(az),
+                other => return other,
             }
         }
     }
 
-    /// Starts one service's process (`service` is `table` or `queue`), its output drained.
-    fn spawn(&self, script: &Path, service: &str, port: u16) -> Result<Child, AzuriteError> {
-        let mut cmd = Command::new(script);
-        cmd.arg(format!("--{service}Host")).arg("127.0.0.1").arg(format!("--{service}Port")).arg(port.to_string());
-        match &self.location {
+    async fn spawn_and_wait(
+        &mut self,
+        location: Option<&Path>,
+        output: &Arc<Mutex<Vec<String>>>,
+    ) -> Result<(), AzuriteError> {
+        let kind = self.kind.name();
+        let mut cmd = Command::new(&self.script);
+        cmd.arg(format!("--{kind}Host")).arg("127.0.0.1").arg(format!("--{kind}Port")).arg(self.port.to_string());
+        match location {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| AzuriteError::Spawn(dir.clone(), e))?;
+                std::fs::create_dir_all(dir).map_err(|e| AzuriteError::Spawn(dir.to_path_buf(), e))?;
                 cmd.arg("--location").arg(dir).current_dir(dir);
             }
             None => {
@@ -251,129 +277,184 @@ impl Azurite {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| AzuriteError::Spawn(script.to_path_buf(), e))?;
+        let mut child = cmd.spawn().map_err(|e| AzuriteError::Spawn(self.script.clone(), e))?;
+        let started_before = self.started.load(Ordering::SeqCst);
+        let printed_before = output.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let marker = self.kind.ready_marker();
         if let Some(out) = child.stdout.take() {
-            drain(out, self.output.clone(), self.started.clone());
+            drain(out, output.clone(), self.started.clone(), marker);
         }
         if let Some(err) = child.stderr.take() {
-            drain(err, self.output.clone(), self.started.clone());
+            drain(err, output.clone(), self.started.clone(), marker);
         }
-        Ok(child)
-    }
-
-    async fn spawn_and_wait(&mut self) -> Result<(), AzuriteError> {
-        let started_before = self.started.load(Ordering::SeqCst);
-        self.child = Some(self.spawn(&self.script, "table", self.port)?);
-        self.queue_child = Some(self.spawn(&queue_script(&self.script), "queue", self.queue_port)?);
+        self.child = Some(child);
+        let printed = || {
+            let out = output.lock().unwrap_or_else(|e| e.into_inner());
+            out[printed_before.min(out.len())..].join("\n")
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.started.load(Ordering::SeqCst) >= started_before + 2 {
+            if self.started.load(Ordering::SeqCst) > started_before {
                 return Ok(());
             }
-            let exited = [self.child.as_mut(), self.queue_child.as_mut()]
-                .into_iter()
-                .flatten()
-                .find_map(|child| child.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                self.kill();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return Err(AzuriteError::Exited { status, output: self.output().join("\n") });
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Err(AzuriteError::Exited { status, output: printed() });
+                }
             }
             if Instant::now() >= deadline {
                 self.kill();
-                return Err(AzuriteError::Timeout { output: self.output().join("\n") });
+                return Err(AzuriteError::Timeout { output: printed() });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// The port of the table service.
-    pub fn port(&self) -> u16 {
-        self.port
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, sig);
+        }
     }
 
-    /// The process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// `http://127.0.0.1:PORT/devstoreaccount1`.
-    pub fn table_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
-    }
-
-    /// The port of the queue service.
-    pub fn queue_port(&self) -> u16 {
-        self.queue_port
-    }
-
-    /// `http://127.0.0.1:QUEUE_PORT/devstoreaccount1`.
-    pub fn queue_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.queue_port)
-    }
-
-    /// The connection string with the well-known development key (tables and queues).
-    pub fn connection_string(&self) -> String {
-        connection_string(&self.table_endpoint(), &self.queue_endpoint())
-    }
-
-    /// Everything Azurite printed (stdout and stderr interleaved; the last 5000 lines).
-    pub fn output(&self) -> Vec<String> {
-        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn pids(&self) -> impl Iterator<Item = u32> + '_ {
-        [self.child.as_ref(), self.queue_child.as_ref()].into_iter().flatten().map(Child::id)
-    }
-
-    /// Freezes both processes (SIGSTOP): connections hang, as with an unresponsive storage account.
-    pub fn pause(&self) {
-        self.pids().for_each(|pid| send_signal(pid, "STOP"));
-    }
-
-    /// Thaws paused processes (SIGCONT).
-    pub fn resume(&self) {
-        self.pids().for_each(|pid| send_signal(pid, "CONT"));
-    }
-
-    /// Stops the process: SIGINT (Azurite's only graceful-close signal, so a persistent
-    /// instance saves its database), SIGKILL after 10 s.
-    pub async fn stop(&mut self) {
-        for mut child in [self.child.take(), self.queue_child.take()].into_iter().flatten() {
-            send_signal(child.id(), "CONT");
-            send_signal(child.id(), "INT");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+    /// SIGINT (Azurite's only graceful-close signal, so a persistent instance saves its database), SIGKILL after
+    /// 10 s.
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        send_signal(child.id(), "CONT");
+        send_signal(child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
                 }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }
 
-    /// Starts the process again on the same port with the same storage (only a persistent
-    /// instance keeps its data).
-    pub async fn start_again(&mut self) -> Result<(), AzuriteError> {
-        self.stop().await;
-        self.spawn_and_wait().await
-    }
-
     fn kill(&mut self) {
-        for mut child in [self.child.take(), self.queue_child.take()].into_iter().flatten() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 }
 
+impl Azurite {
+    /// Starts in-memory table and queue services on free ports and waits until both are ready.
+    pub async fn start() -> Result<Azurite, AzuriteError> {
+        Azurite::launch(None).await
+    }
+
+    /// Starts table and queue services that persist to `dir` (so [`Azurite::stop`] and
+    /// [`Azurite::start_again`] keep the data).
+    pub async fn start_persistent(dir: impl AsRef<Path>) -> Result<Azurite, AzuriteError> {
+        Azurite::launch(Some(dir.as_ref().to_path_buf())).await
+    }
+
+    async fn launch(location: Option<PathBuf>) -> Result<Azurite, AzuriteError> {
+        let mut az = Azurite {
+            table: Service::new(Kind::Table, script_path()),
+            queue: Service::new(Kind::Queue, queue_script_path()),
+            location,
+            output: Arc::new(Mutex::new(Vec::new())),
+        };
+        az.start_services().await?;
+        Ok(az)
+    }
+
+    async fn start_services(&mut self) -> Result<(), AzuriteError> {
+        let location = self.location.clone();
+        self.table.launch(location.as_deref(), &self.output).await?;
+        self.queue.launch(location.as_deref(), &self.output).await
+    }
+
+    /// The port of the table service.
+    pub fn port(&self) -> u16 {
+        self.table.port
+    }
+
+    /// The port of the queue service.
+    pub fn queue_port(&self) -> u16 {
+        self.queue.port
+    }
+
+    /// The table service's process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.table.pid()
+    }
+
+    /// The queue service's process id, while running.
+    pub fn queue_pid(&self) -> Option<u32> {
+        self.queue.pid()
+    }
+
+    /// `http://127.0.0.1:PORT/devstoreaccount1` of the table service.
+    pub fn table_endpoint(&self) -> String {
+        self.table.endpoint()
+    }
+
+    /// `http://127.0.0.1:QPORT/devstoreaccount1` of the queue service.
+    pub fn queue_endpoint(&self) -> String {
+        self.queue.endpoint()
+    }
+
+    /// The connection string with the well-known development key and both endpoints.
+    pub fn connection_string(&self) -> String {
+        connection_string(&self.table_endpoint(), &self.queue_endpoint())
+    }
+
+    /// A client for the queue service (to put messages for a queue trigger, or read a poison queue).
+    pub fn queues(&self) -> crate::queues::QueueService {
+        crate::queues::QueueService::from_connection_string(&self.connection_string())
+            .expect("Azurite's connection string is usable")
+    }
+
+    /// Everything Azurite printed (both services, stdout and stderr interleaved; the last 5000 lines).
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Freezes both processes (SIGSTOP): connections hang, as with an unresponsive service.
+    pub fn pause(&self) {
+        self.table.signal("STOP");
+        self.queue.signal("STOP");
+    }
+
+    /// Thaws paused processes (SIGCONT).
+    pub fn resume(&self) {
+        self.table.signal("CONT");
+        self.queue.signal("CONT");
+    }
+
+    /// Stops both processes: SIGINT (Azurite's only graceful-close signal, so a persistent instance saves its
+    /// database), SIGKILL after 10 s.
+    pub async fn stop(&mut self) {
+        self.table.stop().await;
+        self.queue.stop().await;
+    }
+
+    /// Starts both processes again on the same ports with the same storage (only a persistent instance keeps its
+    /// data).
+    pub async fn start_again(&mut self) -> Result<(), AzuriteError> {
+        self.stop().await;
+        let location = self.location.clone();
+        self.table.spawn_and_wait(location.as_deref(), &self.output).await?;
+        self.queue.spawn_and_wait(location.as_deref(), &self.output).await
+    }
+}
+
 impl Drop for Azurite {
     fn drop(&mut self) {
-        self.kill();
+        self.table.kill();
+        self.queue.kill();
     }
 }

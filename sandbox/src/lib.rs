@@ -6,8 +6,10 @@
 //! * [`halo::FakeHalo`] and [`cf::FakeCf`]: in-process fakes of the HaloPSA and ContraForce APIs
 //!   that behave like the real services (see docs/halo-api.md) and record every request.
 //! * [`faults::Faults`]: a fault injector shared by both fakes (statuses, delays, broken bodies).
-//! * [`host::StandInHost`]: a stand-in Azure Functions host for custom handlers in forwarding mode.
-//! * [`azurite::Azurite`]: starts the Azurite table emulator from `node_modules`.
+//! * [`host::StandInHost`]: a stand-in Azure Functions host for custom handlers: HTTP forwarding,
+//!   queue triggers polled from Azurite, timer triggers fired on demand.
+//! * [`azurite::Azurite`]: starts Azurite's table and queue emulators from `node_modules`.
+//! * [`queues`]: a small Queue Storage client (feed a queue trigger, read a poison queue).
 //! * [`server`]: binds a warp filter on 127.0.0.1 with a shutdown handle.
 //! * [`tls`]: a certificate authority made in the test and a TLS proxy in front of any fake or Azurite.
 //!
@@ -23,6 +25,7 @@ pub mod faults;
 pub mod halo;
 pub mod host;
 pub mod proxy;
+pub mod queues;
 pub mod record;
 pub mod server;
 pub mod tls;

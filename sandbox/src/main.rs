@@ -1,6 +1,7 @@
 //! `sandbox`: the local demo tools of the bridge.
 //!
 //! * `sandbox serve`: runs FakeHalo and FakeCf for local demos until SIGINT/SIGTERM;
+//! * `sandbox host`: runs a handler under the stand-in Functions host until SIGINT/SIGTERM (`scripts/run-local`);
 //! * `sandbox send-incident`: sends a signed ContraForce incident to the local bridge (`scripts/demo-incident`);
 //! * `sandbox halo-note`: a Halo agent answers and closes the ticket, and Halo's webhook fires
 //!   (`scripts/demo-halo-note`);
@@ -17,6 +18,7 @@ Local demo tools of the ContraForce <-> HaloPSA bridge (development only).
 
 commands:
   serve           run a fake HaloPSA and a fake ContraForce API on 127.0.0.1
+  host            run a handler under the stand-in Functions host (HTTP, queue and timer triggers)
   send-incident   send the sample ContraForce incident, signed, to the local bridge
   halo-note       add an agent's note to the sandbox ticket, close it, fire Halo's webhook
   drop-table      delete a table in the local Azurite (the bridge's sandbox state)
@@ -30,6 +32,7 @@ async fn main() -> ExitCode {
     let rest = cli::Args::new(args.collect());
     let result = match command.as_deref() {
         Some("serve") => cli::serve::run(rest).await,
+        Some("host") => cli::host::run(rest).await,
         Some("send-incident") => cli::send_incident::run(rest).await,
         Some("halo-note") => cli::halo_note::run(rest).await,
         Some("drop-table") => cli::table::run(rest).await,

@@ -116,6 +116,26 @@ pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A time as the host writes queue metadata times (`DateTimeOffset`): `2019-10-16T17:58:31+00:00`.
+pub(crate) fn iso_offset(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+    let (date, time) = date_time(secs);
+    format!("{date}T{time}+00:00")
+}
+
+/// The current time as the host writes `sys.UtcNow`: `2019-10-09T17:58:32.2205399Z` (seven fractional digits).
+pub(crate) fn utc_now_ticks() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (date, time) = date_time(d.as_secs() as i64);
+    format!("{date}T{time}.{:07}Z", d.subsec_nanos() / 100)
+}
+
+fn date_time(secs: i64) -> (String, String) {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    (format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +145,15 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(rfc3339(1_795_434_645, 123), "2026-11-23T11:50:45.123Z");
+    }
+
+    #[test]
+    fn formats_host_metadata_times() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_571_248_711);
+        assert_eq!(iso_offset(t), "2019-10-16T17:58:31+00:00");
+        let now = utc_now_ticks();
+        assert_eq!(now.len(), "2019-10-09T17:58:32.2205399Z".len(), "{now}");
+        assert!(now.ends_with('Z'));
     }
 
     #[test]

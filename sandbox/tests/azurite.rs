@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Client, StatusCode};
 use sandbox::azurite::{shared_key_lite, x_ms_date, Azurite, ACCOUNT_NAME};
+use sandbox::queues::QueueError;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -42,17 +43,18 @@ async fn create_table(c: &Client, az: &Azurite, name: &str, timeout: Duration) -
 #[tokio::test]
 async fn in_memory_table_service_works() -> TestResult {
     let az = Azurite::start().await?;
-    let (port, queue_port) = (az.port(), az.queue_port());
-    assert_ne!(port, queue_port);
+    let port = az.port();
+    let qport = az.queue_port();
+    assert_ne!(port, qport);
     assert_eq!(
         az.connection_string(),
         format!(
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=\
              Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;\
-             TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;\
-             QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
+             TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{qport}/devstoreaccount1;"
         )
     );
+    assert_eq!(az.queue_endpoint(), format!("http://127.0.0.1:{qport}/devstoreaccount1"));
     assert!(az.output().iter().any(|l| l.contains("successfully started")));
     let c = client();
     let t = REQUEST_TIMEOUT;
@@ -71,6 +73,37 @@ async fn in_memory_table_service_works() -> TestResult {
     Ok(())
 }
 
+/// The queue service: put, get (hidden meanwhile, dequeue count counted), release, delete, peek.
+#[tokio::test]
+async fn in_memory_queue_service_works() -> TestResult {
+    let az = Azurite::start().await?;
+    assert!(az.queue_pid().is_some());
+    let queue = az.queues().queue("jobs");
+    assert!(matches!(queue.peek(1).await, Err(QueueError::Status { status: 404, .. })), "no queue yet");
+    queue.create_if_missing().await?;
+    queue.create_if_missing().await?;
+    queue.put_base64("a <b> & c").await?;
+    let got = queue.get(32, Duration::from_secs(30)).await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].decoded_text().as_deref(), Some("a <b> & c"));
+    assert_eq!(got[0].dequeue_count, 1);
+    assert!(queue.get(32, Duration::from_secs(30)).await?.is_empty(), "hidden while processed");
+    queue.release(&got[0], Duration::ZERO).await?;
+    let again = queue.get(32, Duration::from_secs(30)).await?;
+    assert_eq!(again.len(), 1, "released: visible again");
+    assert_eq!(again[0].id, got[0].id);
+    assert_eq!(again[0].dequeue_count, 2);
+    queue.delete(&again[0]).await?;
+    assert!(queue.peek(32).await?.is_empty());
+
+    az.pause();
+    let paused = tokio::time::timeout(Duration::from_millis(500), queue.peek(1)).await;
+    assert!(paused.is_err(), "a paused queue service answered");
+    az.resume();
+    assert!(queue.peek(1).await?.is_empty());
+    Ok(())
+}
+
 #[tokio::test]
 async fn persistent_mode_survives_a_restart_on_the_same_port() -> TestResult {
     let dir = std::env::temp_dir().join(format!("sandbox-azurite-{}", std::process::id()));
@@ -80,13 +113,20 @@ async fn persistent_mode_survives_a_restart_on_the_same_port() -> TestResult {
     let c = client();
     let t = REQUEST_TIMEOUT;
     assert_eq!(create_table(&c, &az, "kept", t).await?, StatusCode::NO_CONTENT);
+    let queue = az.queues().queue("kept");
+    queue.create_if_missing().await?;
+    queue.put("kept message", None).await?;
     az.stop().await;
     assert!(az.pid().is_none());
+    assert!(az.queue_pid().is_none());
     let down = create_table(&c, &az, "down", REQUEST_TIMEOUT).await;
     assert!(down.is_err(), "a stopped emulator answered: {down:?}");
     az.start_again().await?;
     assert_eq!(az.port(), port);
     assert_eq!(create_table(&c, &az, "kept", t).await?, StatusCode::CONFLICT, "data kept");
+    let kept = queue.peek(32).await?;
+    assert_eq!(kept.len(), 1, "queue messages kept");
+    assert_eq!(kept[0].text, "kept message");
     drop(az);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

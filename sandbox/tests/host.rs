@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use reqwest::{Client, StatusCode};
-use sandbox::host::{HostError, HostOptions, LogLevel, LogStream, StandInHost};
+use sandbox::host::{
+    Disposition, HostError, HostOptions, Invocation, InvocationReason, LogLevel, LogStream, MessageEncoding, Outcome,
+    QueueOverrides, StandInHost,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -420,4 +423,276 @@ async fn bad_configuration_is_reported() {
     assert!(matches!(err, HostError::Config(_)));
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
+}
+
+#[tokio::test]
+async fn the_home_page_answers_while_the_handler_runs() {
+    let host = start(options()).await;
+    let c = client();
+    let resp = c.get(format!("{}/", host.url())).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    host.stop_handler_gracefully().await;
+    let resp = c.get(format!("{}/", host.url())).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// --- queue and timer triggers --------------------------------------------------------------------------------------
+
+const QUEUE_HOST_JSON: &str = r#"{"version":"2.0",
+    "extensionBundle":{"id":"Microsoft.Azure.Functions.ExtensionBundle","version":"[4.*, 5.0.0)"},
+    "extensions":{"queues":{"maxPollingInterval":"00:00:10","visibilityTimeout":"00:01:00","batchSize":4,
+        "newBatchThreshold":2,"maxDequeueCount":3}},
+    "customHandler":{"description":{"defaultExecutablePath":"handler"},"enableForwardingHttpRequest":true}}"#;
+const WORK_FN: &str = r#"{"bindings":[{"type":"queueTrigger","direction":"in","name":"item",
+    "queueName":"work-items","connection":"AzureWebJobsStorage"}]}"#;
+const TICK_FN: &str =
+    r#"{"bindings":[{"type":"timerTrigger","name":"timer","schedule":"0 */5 * * * *","direction":"in"}]}"#;
+
+/// Options for a host on `dir` against `azurite`, with a fast poll and a 1 s visibility timeout (host.json says
+/// 10 s and 1 min: the overrides must win).
+fn queue_options(dir: &Path, azurite: &sandbox::azurite::Azurite) -> HostOptions {
+    HostOptions {
+        queues: QueueOverrides {
+            max_polling_interval: Some(Duration::from_millis(200)),
+            visibility_timeout: Some(Duration::from_secs(1)),
+            ..QueueOverrides::default()
+        },
+        ..HostOptions::new(dir).executable(ECHO).env("AzureWebJobsStorage", azurite.connection_string())
+    }
+}
+
+/// The envelopes echo_handler received for `path`, in arrival order.
+fn envelopes(host: &StandInHost, path: &str) -> Vec<Value> {
+    let prefix = format!("envelope {path} ");
+    host.logs()
+        .iter()
+        .filter_map(|l| l.text.strip_prefix(&prefix).map(|json| serde_json::from_str(json).expect("envelope JSON")))
+        .collect()
+}
+
+fn of_message<'a>(invocations: &'a [Invocation], id: &str) -> Vec<&'a Invocation> {
+    invocations.iter().filter(|i| i.message_id.as_deref() == Some(id)).collect()
+}
+
+#[tokio::test]
+async fn a_queue_message_is_delivered_as_an_envelope_and_deleted_after_success() {
+    let azurite = sandbox::azurite::Azurite::start().await.expect("Azurite (npm ci)");
+    let dir = temp_app(QUEUE_HOST_JSON, &[("work", WORK_FN), ("tick", TICK_FN)]);
+    let host = start(queue_options(&dir, &azurite)).await;
+    let settings = host.queue_settings();
+    assert_eq!((settings.batch_size, settings.new_batch_threshold, settings.max_dequeue_count), (4, 2, 3));
+    assert_eq!(settings.visibility_timeout, Duration::from_secs(1), "the override wins over host.json");
+    let names: Vec<String> = host.triggered_functions().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["tick", "work"]);
+
+    let queue = azurite.queues().queue("work-items");
+    queue.create_if_missing().await.unwrap();
+    queue.put_base64(r#"{"job":1}"#).await.unwrap();
+    assert!(host.wait_for_invocations(|all| !all.is_empty(), LOG_WAIT).await, "no invocation: {:?}", host.logs());
+    let invocation = host.invocations()[0].clone();
+    assert_eq!(invocation.function, "work");
+    assert_eq!(invocation.reason, InvocationReason::QueueMessage);
+    assert_eq!(invocation.outcome, Outcome::Succeeded);
+    assert_eq!(invocation.disposition, Some(Disposition::Deleted));
+    assert_eq!(invocation.dequeue_count, Some(1));
+    assert_eq!(invocation.input, Value::String(r#"{"job":1}"#.into()), "base64-decoded, passed as a JSON string");
+    assert!(queue.peek(32).await.unwrap().is_empty(), "deleted after the 2xx");
+
+    let sent = envelopes(&host, "/work");
+    assert_eq!(sent.len(), 1);
+    let (data, meta) = (&sent[0]["Data"], &sent[0]["Metadata"]);
+    assert_eq!(data, &serde_json::json!({"item": "{\"job\":1}"}));
+    assert_eq!(meta["DequeueCount"], 1);
+    assert_eq!(meta["Id"].as_str(), invocation.message_id.as_deref());
+    assert!(!meta["PopReceipt"].as_str().unwrap().is_empty());
+    for time in ["InsertionTime", "ExpirationTime", "NextVisibleTime"] {
+        let t = meta[time].as_str().unwrap();
+        assert!(t.len() == 25 && t.ends_with("+00:00"), "{time} {t}");
+    }
+    assert_eq!(meta["sys"]["MethodName"], "work");
+    assert!(meta["sys"]["UtcNow"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(meta["sys"]["RandGuid"].as_str().unwrap().len(), 36);
+
+    let id = &invocation.id;
+    let logs = host.logs();
+    let host_lines: Vec<&str> = logs.iter().filter(|l| l.stream == LogStream::Host).map(|l| l.text.as_str()).collect();
+    assert!(
+        host_lines.contains(
+            &format!("Executing 'Functions.work' (Reason='New queue message detected on 'work-items'.', Id={id})")
+                .as_str()
+        ),
+        "{host_lines:#?}"
+    );
+    assert!(host_lines.iter().any(|l| l.starts_with(&format!("Executed 'Functions.work' (Succeeded, Id={id}"))));
+    assert!(host_lines.contains(&"echo handler: /work"), "the answer's Logs are logged: {host_lines:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_failing_message_is_retried_with_a_growing_dequeue_count_then_moved_to_poison() {
+    let azurite = sandbox::azurite::Azurite::start().await.expect("Azurite (npm ci)");
+    let dir = temp_app(QUEUE_HOST_JSON, &[("work", WORK_FN)]);
+    let host = start(queue_options(&dir, &azurite)).await;
+    let queue = azurite.queues().queue("work-items");
+    queue.create_if_missing().await.unwrap();
+    queue.put_base64("fail-always").await.unwrap();
+    queue.put_base64("fail-1 then fine").await.unwrap();
+    let settled = |all: &[Invocation]| {
+        all.iter().any(|i| i.disposition == Some(Disposition::Poisoned))
+            && all.iter().any(|i| i.disposition == Some(Disposition::Deleted))
+    };
+    assert!(host.wait_for_invocations(settled, LOG_WAIT).await, "{:#?}", host.invocations());
+    let all = host.invocations();
+    let id_of =
+        |text: &str| all.iter().find(|i| i.input == Value::String(text.into())).unwrap().message_id.clone().unwrap();
+
+    let poisoned = of_message(&all, &id_of("fail-always"));
+    let counts: Vec<Option<u32>> = poisoned.iter().map(|i| i.dequeue_count).collect();
+    assert_eq!(counts, [Some(1), Some(2), Some(3)], "maxDequeueCount is 3");
+    assert!(poisoned.iter().all(|i| matches!(i.outcome, Outcome::Failed(_))));
+    let dispositions: Vec<Option<Disposition>> = poisoned.iter().map(|i| i.disposition).collect();
+    assert_eq!(dispositions, [Some(Disposition::Released), Some(Disposition::Released), Some(Disposition::Poisoned)]);
+
+    let recovered = of_message(&all, &id_of("fail-1 then fine"));
+    assert_eq!(recovered.len(), 2, "{recovered:#?}");
+    assert!(matches!(recovered[0].outcome, Outcome::Failed(_)));
+    assert_eq!(recovered[0].disposition, Some(Disposition::Released));
+    assert_eq!((recovered[1].dequeue_count, recovered[1].disposition), (Some(2), Some(Disposition::Deleted)));
+
+    let in_poison = azurite.queues().queue("work-items-poison").peek(32).await.unwrap();
+    assert_eq!(in_poison.len(), 1);
+    assert_eq!(in_poison[0].decoded_text().as_deref(), Some("fail-always"), "copied as it was (base64)");
+    assert!(queue.peek(32).await.unwrap().is_empty());
+    assert!(host
+        .logs()
+        .iter()
+        .any(|l| l.text == "Message has reached MaxDequeueCount of 3. Moving message to queue 'work-items-poison'."));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn message_encoding_decides_how_the_text_is_read() {
+    let azurite = sandbox::azurite::Azurite::start().await.expect("Azurite (npm ci)");
+    let dir = temp_app(QUEUE_HOST_JSON, &[("work", WORK_FN)]);
+    // base64 (the default): a message that is not base64 fails without reaching the handler.
+    let opts = queue_options(&dir, &azurite);
+    let host =
+        start(HostOptions { queues: QueueOverrides { max_dequeue_count: Some(1), ..opts.queues.clone() }, ..opts })
+            .await;
+    let queue = azurite.queues().queue("work-items");
+    queue.create_if_missing().await.unwrap();
+    queue.put("plain text!", None).await.unwrap();
+    assert!(host.wait_for_invocations(|all| !all.is_empty(), LOG_WAIT).await);
+    let first = host.invocations()[0].clone();
+    assert!(matches!(&first.outcome, Outcome::Failed(why) if why.contains("base64")), "{first:?}");
+    assert_eq!(first.disposition, Some(Disposition::Poisoned));
+    assert!(envelopes(&host, "/work").is_empty(), "the handler never saw it");
+    host.shutdown().await;
+
+    // none: the text as it is.
+    let opts = queue_options(&dir, &azurite);
+    let raw = QueueOverrides { message_encoding: Some(MessageEncoding::None), ..opts.queues.clone() };
+    let host = start(HostOptions { queues: raw, ..opts }).await;
+    queue.put("plain text!", None).await.unwrap();
+    assert!(host.wait_for_invocations(|all| !all.is_empty(), LOG_WAIT).await);
+    assert_eq!(host.invocations()[0].input, Value::String("plain text!".into()));
+    assert_eq!(host.invocations()[0].outcome, Outcome::Succeeded);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn the_admin_api_invokes_a_timer_function_with_the_master_key_only() {
+    let dir = temp_app(QUEUE_HOST_JSON, &[("tick", TICK_FN), ("work", WORK_FN)]);
+    // No AzureWebJobsStorage: the queue listener cannot start (logged), the timer still runs on demand.
+    let host = start(HostOptions::new(&dir).executable(ECHO)).await;
+    assert!(
+        host.wait_for_log(|l| l.text.contains("'Functions.work' was unable to start"), LOG_WAIT).await,
+        "{:#?}",
+        host.logs()
+    );
+    let c = client();
+    let url = format!("{}/admin/functions/tick", host.url());
+    let body = r#"{"input":""}"#;
+    let resp = c.post(&url).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = c.post(&url).header("x-functions-key", host.function_key()).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "a function key is not enough");
+    let resp = c.post(format!("{}/admin/functions/nope", host.url())).header("x-functions-key", host.master_key());
+    assert_eq!(resp.body(body).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert!(host.invocations().is_empty());
+
+    let resp = c.post(&url).header("x-functions-key", host.master_key()).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(host.wait_for_invocations(|all| !all.is_empty(), LOG_WAIT).await);
+    let timer = host.invocations()[0].clone();
+    assert_eq!((timer.function.as_str(), &timer.reason), ("tick", &InvocationReason::HostApi));
+    assert_eq!(timer.outcome, Outcome::Succeeded);
+    let sent = envelopes(&host, "/tick");
+    assert_eq!(
+        sent[0]["Data"]["timer"],
+        serde_json::json!({"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false})
+    );
+    assert_eq!(sent[0]["Metadata"]["sys"]["MethodName"], "tick");
+    assert!(host.logs().iter().any(|l| l.text.starts_with(
+        "Executing 'Functions.tick' (Reason='This function was programmatically called via the host APIs.'"
+    )));
+
+    // A queue function gets the input text; the handler's 500 fails it.
+    let invocation = host.invoke("work", "fail-always").await.unwrap();
+    assert_eq!(invocation.input, Value::String("fail-always".into()));
+    assert!(matches!(invocation.outcome, Outcome::Failed(ref why) if why.contains("500")), "{invocation:?}");
+    assert!(matches!(host.invoke("nope", "").await, Err(HostError::NoSuchFunction(_))));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_invocation_during_a_handler_restart_waits_for_the_new_handler() {
+    // The new handler takes 3 s to listen, so the invocation below surely starts during the restart.
+    let dir = temp_app(QUEUE_HOST_JSON, &[("tick", TICK_FN)]);
+    let host = Arc::new(start(HostOptions::new(&dir).executable(ECHO).env("ECHO_STARTUP_DELAY_MS", "3000")).await);
+    let restarting = {
+        let host = host.clone();
+        tokio::spawn(async move { host.restart_handler().await })
+    };
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    while host.handler_pid().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the restart never began");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let invocation = host.invoke("tick", "").await.unwrap();
+    assert_eq!(invocation.outcome, Outcome::Succeeded, "held until the new handler was ready, not failed");
+    restarting.await.unwrap().expect("restart works");
+    let logs = host.logs();
+    assert!(logs.iter().any(|l| l.generation == 2 && l.text.starts_with("envelope /tick ")), "{logs:#?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn two_hosts_on_one_queue_process_each_message_exactly_once() {
+    const N: usize = 24;
+    let azurite = sandbox::azurite::Azurite::start().await.expect("Azurite (npm ci)");
+    let dir = temp_app(QUEUE_HOST_JSON, &[("work", WORK_FN)]);
+    let one = start(queue_options(&dir, &azurite)).await;
+    let two = start(queue_options(&dir, &azurite)).await;
+    let queue = azurite.queues().queue("work-items");
+    queue.create_if_missing().await.unwrap();
+    for i in 0..N {
+        queue.put_base64(&format!("message {i}")).await.unwrap();
+    }
+    let done = || one.invocations().len() + two.invocations().len() >= N;
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    while !done() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all: Vec<Invocation> = one.invocations().into_iter().chain(two.invocations()).collect();
+    let mut inputs: Vec<String> = all.iter().map(|i| i.input.as_str().unwrap().to_string()).collect();
+    inputs.sort();
+    let mut expected: Vec<String> = (0..N).map(|i| format!("message {i}")).collect();
+    expected.sort();
+    assert_eq!(inputs, expected, "each message exactly once across both hosts");
+    assert!(all.iter().all(|i| i.outcome.succeeded() && i.disposition == Some(Disposition::Deleted)));
+    let ids: std::collections::BTreeSet<&str> = all.iter().filter_map(|i| i.message_id.as_deref()).collect();
+    assert_eq!(ids.len(), N);
+    assert!(queue.peek(32).await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
 }

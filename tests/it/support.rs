@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use sandbox::azurite::Azurite;
 use sandbox::cf::{CfConfig, FakeCf};
 use sandbox::halo::{FakeHalo, HaloConfig};
-use sandbox::host::{HostOptions, QueueSettings, StandInHost};
+use sandbox::host::{HostOptions, QueueOverrides, StandInHost};
 use sandbox::proxy::{reads_writes, CountingProxy, Counts};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -103,23 +103,18 @@ impl Bridge {
 
     /// The same with a Halo fake configured as given (a tenant, say).
     pub async fn start_with_halo(halo: HaloConfig, adjust: impl FnOnce(&mut Vec<(String, String)>)) -> Bridge {
-        Bridge::launch(halo, false, test_queue_settings(), adjust).await
-    }
-
-    /// The default bridge with its queue trigger's settings as given.
-    pub async fn start_with_queues(queues: QueueSettings) -> Bridge {
-        Bridge::launch(HaloConfig::test(), false, queues, |_| {}).await
+        Bridge::launch(halo, false, test_queue_overrides(), adjust).await
     }
 
     /// The default bridge with its Table Storage calls counted (`storage_calls`).
     pub async fn start_counting_storage() -> Bridge {
-        Bridge::launch(HaloConfig::test(), true, test_queue_settings(), |_| {}).await
+        Bridge::launch(HaloConfig::test(), true, test_queue_overrides(), |_| {}).await
     }
 
     async fn launch(
         halo: HaloConfig,
         count_storage: bool,
-        queues: QueueSettings,
+        queues: QueueOverrides,
         adjust: impl FnOnce(&mut Vec<(String, String)>),
     ) -> Bridge {
         let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
@@ -283,27 +278,25 @@ pub async fn eventually(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Queue settings for tests: host.json's behaviour, with retries a second apart and at most `MAX_DEQUEUE` tries,
+/// Queue settings for tests: host.json's, with retries a second apart, a quick poll and at most `MAX_DEQUEUE` tries,
 /// so a retried or poisoned item is seen within seconds.
-pub fn test_queue_settings() -> QueueSettings {
-    QueueSettings {
-        batch_size: 4,
-        max_dequeue_count: MAX_DEQUEUE,
-        visibility_timeout: Duration::from_secs(1),
-        max_polling_interval: Duration::from_millis(250),
-        processing_visibility: Duration::from_secs(60),
-        base64: true,
+pub fn test_queue_overrides() -> QueueOverrides {
+    QueueOverrides {
+        max_dequeue_count: Some(MAX_DEQUEUE),
+        visibility_timeout: Some(Duration::from_secs(1)),
+        max_polling_interval: Some(Duration::from_millis(250)),
+        ..QueueOverrides::default()
     }
 }
 
 /// The tests' `maxDequeueCount`.
-pub const MAX_DEQUEUE: u64 = 4;
+pub const MAX_DEQUEUE: u32 = 4;
 
 /// Starts the real binary under the stand-in host, with the repository as the app root and the queue trigger's
 /// settings as given (a second instance of an app gets the same settings).
-pub async fn start_host_with_queues(env: Vec<(String, String)>, queues: QueueSettings) -> StandInHost {
+pub async fn start_host_with_queues(env: Vec<(String, String)>, queues: QueueOverrides) -> StandInHost {
     let mut options = HostOptions::new(repo_root()).executable(env!("CARGO_BIN_EXE_handler"));
     options.env = env;
-    options.queue_settings = Some(queues);
+    options.queues = queues;
     StandInHost::start(options).await.expect("the handler starts under the stand-in host")
 }

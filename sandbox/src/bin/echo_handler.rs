@@ -9,6 +9,11 @@
 //! `ECHO_STARTUP_DELAY_MS=N` waits before listening; `ECHO_PORT_TAKEN_ONCE=<file>`: when the file does not exist, it
 //! creates it and holds its own port before binding it, so the bind fails as if another process had taken the port
 //! (the next start, with the file present, is normal). SIGTERM stops it gracefully (exit 0).
+//!
+//! An invocation envelope (a JSON `POST` whose body has `Data`) is printed on stdout as one line
+//! `envelope <path> <body>` and answered `{"Outputs":{},"Logs":["echo handler: <path>"],"ReturnValue":null}`, unless
+//! the trigger's text asks otherwise: `fail-always` answers 500; `fail-N` (e.g. `fail-2 rest`) answers 500 while
+//! `Metadata.DequeueCount` is at most N; `not-json` answers 200 with a text body.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,6 +37,13 @@ async fn echo(
     let path = path.as_str().to_string();
     if method == Method::GET && path == "/" {
         return warp::reply::Response::new("ready".into());
+    }
+    if method == Method::POST {
+        if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if envelope.get("Data").is_some_and(serde_json::Value::is_object) {
+                return answer_envelope(&path, &envelope);
+            }
+        }
     }
     if let Some(code) = param(&query, "x_exit").and_then(|v| v.parse::<i32>().ok()) {
         eprintln!("echo handler: exiting with {code} as asked");
@@ -78,6 +90,37 @@ async fn echo(
     r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static("application/json"));
     r.headers_mut().insert("x-echo", warp::http::HeaderValue::from_static("1"));
     r
+}
+
+/// Answers an invocation envelope as its trigger text asks (see the module docs).
+fn answer_envelope(path: &str, envelope: &serde_json::Value) -> warp::reply::Response {
+    println!("envelope {path} {envelope}");
+    let text: String = envelope["Data"]
+        .as_object()
+        .map(|d| d.values().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect())
+        .unwrap_or_default();
+    let dequeue_count = envelope["Metadata"]["DequeueCount"].as_u64().unwrap_or(0);
+    let fail_first = text.split_whitespace().find_map(|word| word.strip_prefix("fail-")).map(|n| {
+        if n == "always" {
+            u64::MAX
+        } else {
+            n.parse().unwrap_or(0)
+        }
+    });
+    let reply = |status: StatusCode, content_type: &'static str, body: String| {
+        let mut r = warp::reply::Response::new(body.into());
+        *r.status_mut() = status;
+        r.headers_mut().insert("content-type", warp::http::HeaderValue::from_static(content_type));
+        r
+    };
+    if fail_first.is_some_and(|n| dequeue_count <= n) {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, "application/json", r#"{"error":"asked to fail"}"#.into());
+    }
+    if text.split_whitespace().any(|w| w == "not-json") {
+        return reply(StatusCode::OK, "text/plain", "done".into());
+    }
+    let answer = serde_json::json!({"Outputs": {}, "Logs": [format!("echo handler: {path}")], "ReturnValue": null});
+    reply(StatusCode::OK, "application/json", answer.to_string())
 }
 
 #[tokio::main(flavor = "current_thread")]

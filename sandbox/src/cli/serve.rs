@@ -132,17 +132,17 @@ fn shell_quote(value: &str) -> String {
 }
 
 /// SIGINT and SIGTERM, registered before the fakes start (so a stop right after the start is graceful too).
-struct Stop {
+pub(crate) struct Stop {
     int: Option<Signal>,
     term: Option<Signal>,
 }
 
 impl Stop {
-    fn register() -> Stop {
+    pub(crate) fn register() -> Stop {
         Stop { int: signal(SignalKind::interrupt()).ok(), term: signal(SignalKind::terminate()).ok() }
     }
 
-    async fn wait(mut self) {
+    pub(crate) async fn wait(mut self) {
         async fn recv(s: &mut Option<Signal>) {
             match s {
                 Some(s) => {

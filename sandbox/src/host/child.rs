@@ -122,7 +122,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
                         t.pop_front();
                     }
                 }
-                shared.logs().push(LogLine { stream, level, text, generation });
+                shared.capture(LogLine { stream, level, text, generation });
             }
         }
     }

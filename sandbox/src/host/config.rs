@@ -44,6 +44,138 @@ impl FunctionInfo {
     }
 }
 
+/// What starts a function the host invokes with the invocation envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// `queueTrigger`: a message on `queue_name` of the storage account in the `connection` setting.
+    Queue {
+        /// The queue (`%VAR%` expanded).
+        queue_name: String,
+        /// The name of the setting that holds the connection string (default `AzureWebJobsStorage`).
+        connection: String,
+    },
+    /// `timerTrigger`: an NCRONTAB `schedule` (fired only on demand by the stand-in).
+    Timer {
+        /// The schedule as written.
+        schedule: String,
+    },
+}
+
+/// A function invoked with the invocation envelope (a queue or timer trigger).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggeredFunction {
+    /// The folder name.
+    pub name: String,
+    /// The trigger binding's `name`: the key of its value in the envelope's `Data`.
+    pub binding: String,
+    /// The trigger.
+    pub trigger: Trigger,
+}
+
+/// How a queue trigger reads message text (`extensions.queues.messageEncoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageEncoding {
+    /// The text is base64 (the default).
+    Base64,
+    /// The text is used as it is.
+    None,
+}
+
+/// The `extensions.queues` settings of host.json, with the host's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Messages fetched per Get Messages (default 16, at most 32).
+    pub batch_size: u32,
+    /// Another batch is fetched when at most this many are in flight (default `batch_size / 2`).
+    pub new_batch_threshold: u32,
+    /// The longest wait between polls of an empty queue (default 1 min).
+    pub max_polling_interval: Duration,
+    /// How long a failed message stays invisible before its retry (default 0).
+    pub visibility_timeout: Duration,
+    /// Attempts before a message moves to `<queue>-poison` (default 5).
+    pub max_dequeue_count: u32,
+    /// How message text is read (default base64).
+    pub message_encoding: MessageEncoding,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            batch_size: 16,
+            new_batch_threshold: 8,
+            max_polling_interval: Duration::from_secs(60),
+            visibility_timeout: Duration::ZERO,
+            max_dequeue_count: 5,
+            message_encoding: MessageEncoding::Base64,
+        }
+    }
+}
+
+/// Test overrides of [`QueueSettings`] (unset fields keep host.json's value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueOverrides {
+    /// Overrides `batchSize`.
+    pub batch_size: Option<u32>,
+    /// Overrides `newBatchThreshold`.
+    pub new_batch_threshold: Option<u32>,
+    /// Overrides `maxPollingInterval` (the stand-in accepts less than the host's 100 ms minimum).
+    pub max_polling_interval: Option<Duration>,
+    /// Overrides `visibilityTimeout`.
+    pub visibility_timeout: Option<Duration>,
+    /// Overrides `maxDequeueCount`.
+    pub max_dequeue_count: Option<u32>,
+    /// Overrides `messageEncoding`.
+    pub message_encoding: Option<MessageEncoding>,
+}
+
+fn queue_settings(host: &Value, overrides: &QueueOverrides) -> Result<QueueSettings, HostError> {
+    let q = host.pointer("/extensions/queues").cloned().unwrap_or(Value::Null);
+    let count = |name: &str| -> Result<Option<u32>, HostError> {
+        match q.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| cfg_err(format!("host.json: extensions.queues.{name} must be a whole number"))),
+        }
+    };
+    let span = |name: &str| -> Result<Option<Duration>, HostError> {
+        match q.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => parse_timespan(s),
+            // Functions 1.x wrote milliseconds.
+            Some(Value::Number(n)) => Ok(n.as_u64().map(Duration::from_millis)),
+            Some(_) => Err(cfg_err(format!("host.json: extensions.queues.{name} must be a TimeSpan"))),
+        }
+    };
+    let defaults = QueueSettings::default();
+    let batch_size = overrides.batch_size.or(count("batchSize")?).unwrap_or(defaults.batch_size).clamp(1, 32);
+    let encoding = match q.get("messageEncoding").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("base64") => MessageEncoding::Base64,
+        Some("none") => MessageEncoding::None,
+        Some(other) => return Err(cfg_err(format!("host.json: unknown extensions.queues.messageEncoding {other:?}"))),
+    };
+    Ok(QueueSettings {
+        batch_size,
+        new_batch_threshold: overrides.new_batch_threshold.or(count("newBatchThreshold")?).unwrap_or(batch_size / 2),
+        max_polling_interval: overrides
+            .max_polling_interval
+            .or(span("maxPollingInterval")?)
+            .unwrap_or(defaults.max_polling_interval),
+        visibility_timeout: overrides
+            .visibility_timeout
+            .or(span("visibilityTimeout")?)
+            .unwrap_or(defaults.visibility_timeout),
+        max_dequeue_count: overrides
+            .max_dequeue_count
+            .or(count("maxDequeueCount")?)
+            .unwrap_or(defaults.max_dequeue_count)
+            .max(1),
+        message_encoding: overrides.message_encoding.unwrap_or(encoding),
+    })
+}
+
 /// The parsed application: the handler to run and the functions to route.
 #[derive(Clone, Debug)]
 pub(crate) struct AppConfig {
@@ -55,83 +187,20 @@ pub(crate) struct AppConfig {
     pub route_prefix: Vec<String>,
     pub route_prefix_raw: String,
     pub request_timeout: Duration,
+    /// How long an envelope invocation may take (`functionTimeout`, 30 min without one, or the override).
+    pub function_timeout: Duration,
     pub functions: Vec<FunctionInfo>,
-    pub queue_triggers: Vec<QueueTrigger>,
-    pub queue_settings: QueueSettings,
+    pub triggered: Vec<TriggeredFunction>,
+    pub queues: QueueSettings,
     pub env: Vec<(String, String)>,
     pub app_root: PathBuf,
 }
 
-/// A queue-triggered function.
-#[derive(Clone, Debug)]
-pub(crate) struct QueueTrigger {
-    pub function: String,
-    /// The trigger binding's name: the key of the message in the envelope's `Data`.
-    pub binding: String,
-    pub queue: String,
-    /// The app setting holding the storage connection string.
-    pub connection: String,
-}
-
-/// host.json's `extensions.queues` (defaults as the host's; docs/durable-work.md cites them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueSettings {
-    /// Messages fetched at once (1–32; default 16).
-    pub batch_size: u8,
-    /// Dequeues after which a failing message goes to the poison queue (default 5).
-    pub max_dequeue_count: u64,
-    /// How long a failed message stays invisible (default 0).
-    pub visibility_timeout: Duration,
-    /// The longest wait between polls of an empty queue (default 1 min).
-    pub max_polling_interval: Duration,
-    /// How long a message being processed stays invisible (the host holds it 10 min, renewing).
-    pub processing_visibility: Duration,
-    /// `messageEncoding` is `base64` (the default), not `none`.
-    pub base64: bool,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        QueueSettings {
-            batch_size: 16,
-            max_dequeue_count: 5,
-            visibility_timeout: Duration::ZERO,
-            max_polling_interval: Duration::from_secs(60),
-            processing_visibility: Duration::from_secs(600),
-            base64: true,
-        }
-    }
-}
-
-fn queue_settings(host: &Value) -> Result<QueueSettings, HostError> {
-    let mut s = QueueSettings::default();
-    let Some(q) = host.pointer("/extensions/queues") else { return Ok(s) };
-    let span = |name: &str| -> Result<Option<Duration>, HostError> {
-        match q.get(name).and_then(Value::as_str) {
-            Some(text) => parse_timespan(text),
-            None => Ok(None),
-        }
-    };
-    if let Some(n) = q.get("batchSize").and_then(Value::as_u64) {
-        s.batch_size = n.clamp(1, 32) as u8;
-    }
-    if let Some(n) = q.get("maxDequeueCount").and_then(Value::as_u64) {
-        s.max_dequeue_count = n.max(1);
-    }
-    if let Some(d) = span("visibilityTimeout")? {
-        s.visibility_timeout = d;
-    }
-    if let Some(d) = span("maxPollingInterval")? {
-        s.max_polling_interval = d;
-    }
-    if let Some(encoding) = q.get("messageEncoding").and_then(Value::as_str) {
-        s.base64 = !encoding.eq_ignore_ascii_case("none");
-    }
-    Ok(s)
-}
-
 /// Azure Load Balancer idle timeout: HTTP answers are capped at 230 s.
 pub(crate) const LB_TIMEOUT: Duration = Duration::from_secs(230);
+
+/// The function timeout without a `functionTimeout` (the Flex Consumption default).
+const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 fn cfg_err(msg: impl Into<String>) -> HostError {
     HostError::Config(msg.into())
@@ -298,9 +367,9 @@ pub(crate) fn load(opts: &HostOptions) -> Result<AppConfig, HostError> {
         None => LB_TIMEOUT,
     });
 
-    let functions = discover(&root)?;
-    let queue_triggers = discover_queue_triggers(&root)?;
-    let queue_settings = queue_settings(&host)?;
+    let function_timeout = opts.request_timeout.unwrap_or_else(|| function_timeout.unwrap_or(DEFAULT_FUNCTION_TIMEOUT));
+    let queues = queue_settings(&host, &opts.queues)?;
+    let (functions, triggered) = discover(&root, &env)?;
     Ok(AppConfig {
         exe,
         args,
@@ -310,55 +379,63 @@ pub(crate) fn load(opts: &HostOptions) -> Result<AppConfig, HostError> {
         route_prefix: route_prefix_raw.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         route_prefix_raw,
         request_timeout,
+        function_timeout,
         functions,
-        queue_triggers,
-        queue_settings,
+        triggered,
+        queues,
         env,
         app_root: root,
     })
 }
 
-/// The enabled functions whose trigger is a `queueTrigger`.
-fn discover_queue_triggers(root: &Path) -> Result<Vec<QueueTrigger>, HostError> {
-    let mut triggers = Vec::new();
-    let entries = std::fs::read_dir(root).map_err(|e| cfg_err(format!("cannot list {}: {e}", root.display())))?;
-    let mut dirs: Vec<PathBuf> =
-        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("function.json").is_file()).collect();
-    dirs.sort();
-    for dir in dirs {
-        let function = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let fj = read_json(&dir.join("function.json"))?;
-        if fj.get("disabled").and_then(Value::as_bool) == Some(true) {
-            continue;
+/// The trigger of a non-HTTP function, if the stand-in runs it.
+fn triggered(name: &str, trigger: &Value, env: &[(String, String)]) -> Result<Option<TriggeredFunction>, HostError> {
+    let text = |key: &str| trigger.get(key).and_then(Value::as_str).map(str::trim).unwrap_or("").to_string();
+    let binding = text("name");
+    let kind = text("type").to_ascii_lowercase();
+    let trigger = match kind.as_str() {
+        "queuetrigger" => {
+            let queue_name = expand_vars(&text("queueName"), env).to_ascii_lowercase();
+            if queue_name.is_empty() {
+                return Err(cfg_err(format!("function {name}: queueTrigger has no queueName")));
+            }
+            let connection = match text("connection") {
+                c if c.is_empty() => "AzureWebJobsStorage".to_string(),
+                c => c,
+            };
+            Trigger::Queue { queue_name, connection }
         }
-        let bindings = fj.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
-        let text = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
-        let Some(b) = bindings.iter().find(|b| text(b, "type").is_some_and(|t| t.eq_ignore_ascii_case("queueTrigger")))
-        else {
-            continue;
-        };
-        let (Some(binding), Some(queue)) = (text(b, "name"), text(b, "queueName")) else {
-            return Err(cfg_err(format!("function {function}: a queueTrigger needs name and queueName")));
-        };
-        let connection = text(b, "connection").unwrap_or_else(|| "AzureWebJobsStorage".into());
-        triggers.push(QueueTrigger { function, binding, queue, connection });
+        "timertrigger" => Trigger::Timer { schedule: text("schedule") },
+        _ => return Ok(None),
+    };
+    if binding.is_empty() {
+        return Err(cfg_err(format!("function {name}: the trigger binding has no name")));
     }
-    Ok(triggers)
+    Ok(Some(TriggeredFunction { name: name.to_string(), binding, trigger }))
 }
 
-fn discover(root: &Path) -> Result<Vec<FunctionInfo>, HostError> {
+/// `AzureWebJobs.<name>.Disabled` set to true disables a function (as `disabled` in function.json does).
+fn disabled_by_setting(name: &str, env: &[(String, String)]) -> bool {
+    let key = format!("AzureWebJobs.{name}.Disabled");
+    env.iter().any(|(k, v)| k.eq_ignore_ascii_case(&key) && (v.eq_ignore_ascii_case("true") || v == "1"))
+}
+
+type Discovered = (Vec<FunctionInfo>, Vec<TriggeredFunction>);
+
+fn discover(root: &Path, env: &[(String, String)]) -> Result<Discovered, HostError> {
     let entries = std::fs::read_dir(root).map_err(|e| cfg_err(format!("cannot list {}: {e}", root.display())))?;
     let mut dirs: Vec<PathBuf> =
         entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("function.json").is_file()).collect();
     dirs.sort();
     let mut functions: Vec<FunctionInfo> = Vec::new();
+    let mut triggered_functions: Vec<TriggeredFunction> = Vec::new();
     for dir in dirs {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if !valid_function_name(&name) {
             return Err(cfg_err(format!("invalid function name {name:?}")));
         }
         let fj = read_json(&dir.join("function.json"))?;
-        if fj.get("disabled").and_then(Value::as_bool) == Some(true) {
+        if fj.get("disabled").and_then(Value::as_bool) == Some(true) || disabled_by_setting(&name, env) {
             continue;
         }
         let bindings = fj.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -367,7 +444,14 @@ fn discover(root: &Path) -> Result<Vec<FunctionInfo>, HostError> {
                 && b.get("direction").and_then(Value::as_str).is_some_and(|d| d.eq_ignore_ascii_case(dir))
         };
         let Some(trigger) = bindings.iter().find(|b| is(b, "httpTrigger", "in")) else {
-            continue; // not HTTP-triggered: nothing to route
+            // Not HTTP-triggered: a queue or timer trigger the stand-in runs, or a trigger it ignores.
+            let trigger = bindings.iter().find(|b| {
+                b.get("type").and_then(Value::as_str).is_some_and(|t| t.to_ascii_lowercase().ends_with("trigger"))
+            });
+            if let Some(found) = trigger.map(|t| triggered(&name, t, env)).transpose()?.flatten() {
+                triggered_functions.push(found);
+            }
+            continue;
         };
         let dir_of = |b: &Value| b.get("direction").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
         let inputs = bindings.iter().filter(|b| dir_of(b) == "in").count();
@@ -404,7 +488,7 @@ fn discover(root: &Path) -> Result<Vec<FunctionInfo>, HostError> {
         }
         functions.push(info);
     }
-    Ok(functions)
+    Ok((functions, triggered_functions))
 }
 
 fn methods_overlap(a: &FunctionInfo, b: &FunctionInfo) -> bool {
@@ -574,6 +658,25 @@ mod tests {
     fn expands_variables() {
         let env = vec![("PORT".to_string(), "7".to_string())];
         assert_eq!(expand_vars("--port=%PORT% %NOPE% 100%", &env), "--port=7 %NOPE% 100%");
+    }
+
+    #[test]
+    fn queue_settings_come_from_host_json_with_defaults_and_overrides() {
+        let host: Value = serde_json::json!({"extensions": {"queues": {
+            "maxPollingInterval": "00:00:10", "visibilityTimeout": "00:01:00", "batchSize": 4,
+            "maxDequeueCount": 30, "messageEncoding": "none"}}});
+        let s = queue_settings(&host, &QueueOverrides::default()).unwrap();
+        assert_eq!(s.batch_size, 4);
+        assert_eq!(s.new_batch_threshold, 2, "batchSize / 2 by default");
+        assert_eq!(s.max_polling_interval, Duration::from_secs(10));
+        assert_eq!(s.visibility_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_dequeue_count, 30);
+        assert_eq!(s.message_encoding, MessageEncoding::None);
+        let o = QueueOverrides { visibility_timeout: Some(Duration::from_secs(1)), ..QueueOverrides::default() };
+        assert_eq!(queue_settings(&host, &o).unwrap().visibility_timeout, Duration::from_secs(1));
+        assert_eq!(queue_settings(&Value::Null, &QueueOverrides::default()).unwrap(), QueueSettings::default());
+        let bad = serde_json::json!({"extensions": {"queues": {"batchSize": "many"}}});
+        assert!(queue_settings(&bad, &QueueOverrides::default()).is_err());
     }
 
     #[test]

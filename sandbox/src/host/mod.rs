@@ -1,24 +1,32 @@
-//! `StandInHost`: a stand-in for the Azure Functions host running a custom handler in
-//! forwarding mode (docs/functions-host.md, HTTP forwarding and Startup and restarts).
+//! `StandInHost`: a stand-in for the Azure Functions host running a custom handler
+//! (docs/functions-host.md: HTTP forwarding, Startup and restarts, Queue triggers in the stand-in host).
 //!
 //! It loads `host.json` and `*/function.json`, spawns the handler the way the host does
 //! (free port, `FUNCTIONS_*` variables, readiness probe on `GET /` every 25 ms), captures its
-//! stdout/stderr as the host logs them, routes `/{routePrefix}/{route}` case-insensitively,
-//! enforces function keys (401 with an empty body), and forwards the request as the host
-//! rebuilds it (query rebuilt, content headers other than Content-Type/Length dropped, a
-//! chunked body arrives empty, host headers added). HTTP functions are forwarded only (an HTTP function that
-//! needs the envelope is answered 500). Queue-triggered functions are run from Azurite's queue service with the
-//! real host's envelope, visibility, dequeue-count and poison-queue behaviour (`queues`).
+//! stdout/stderr as the host logs them, and:
+//!
+//! - **HTTP functions**: routes `/{routePrefix}/{route}` case-insensitively, enforces function keys (401 with an
+//!   empty body), and forwards the request as the host rebuilds it (query rebuilt, content headers other than
+//!   Content-Type/Length dropped, a chunked body arrives empty, host headers added). Only forwarding is supported:
+//!   an HTTP function that would get the envelope is answered 500.
+//! - **Queue triggers**: polls each queue (Get Messages, adaptive interval up to `maxPollingInterval`), sends the
+//!   invocation envelope to `POST /<function>`, deletes the message after a 2xx JSON answer, else makes it visible
+//!   again after `visibilityTimeout`, or moves it to `<queue>-poison` at `maxDequeueCount` (module `listener`).
+//! - **Timer triggers**: never fire on their own; [`StandInHost::invoke`] and the admin API
+//!   (`POST /admin/functions/<name>`, master key, answered 202) invoke them, and queue functions too.
+//!
+//! Every invocation is logged as the host logs it and recorded ([`StandInHost::invocations`]).
 
 mod child;
 mod config;
+mod invoke;
+mod listener;
 mod proxy;
-mod queues;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,8 +34,8 @@ use tokio::runtime::Runtime;
 
 use crate::server::{self, ServerHandle};
 
-pub use config::{AuthLevel, FunctionInfo, QueueSettings};
-pub use queues::{Invocation, Outcome};
+pub use config::{AuthLevel, FunctionInfo, MessageEncoding, QueueOverrides, QueueSettings, Trigger, TriggeredFunction};
+pub use invoke::{Disposition, Invocation, InvocationReason, Outcome};
 
 use child::ChildSlot;
 use config::AppConfig;
@@ -69,10 +77,17 @@ pub struct HostOptions {
     pub master_key: String,
     /// How long the handler may take to answer its first `GET /` (30 s).
     pub readiness_timeout: Duration,
-    /// Overrides the forwarding timeout `min(functionTimeout, 230 s)` (for tests of the 502).
+    /// Overrides the forwarding timeout `min(functionTimeout, 230 s)` (for tests of the 502) and the timeout of an
+    /// envelope invocation (`functionTimeout`).
     pub request_timeout: Option<Duration>,
-    /// Overrides host.json's `extensions.queues` (tests use a short visibility timeout and polling interval).
-    pub queue_settings: Option<QueueSettings>,
+    /// Poll the queues of queue-triggered functions (on by default).
+    pub queue_triggers: bool,
+    /// Overrides of host.json's `extensions.queues` (a short `visibility_timeout` and `max_polling_interval` for
+    /// tests).
+    pub queues: QueueOverrides,
+    /// Also print every captured line (handler output and the host's own lines) as it arrives: stdout for
+    /// Information, stderr otherwise (`sandbox host`).
+    pub print_logs: bool,
 }
 
 impl HostOptions {
@@ -109,7 +124,9 @@ impl Default for HostOptions {
             master_key: "test-master-key".into(),
             readiness_timeout: Duration::from_secs(30),
             request_timeout: None,
-            queue_settings: None,
+            queue_triggers: true,
+            queues: QueueOverrides::default(),
+            print_logs: false,
         }
     }
 }
@@ -137,6 +154,8 @@ pub enum HostError {
     },
     /// No handler is running.
     NotRunning,
+    /// No queue- or timer-triggered function has this name.
+    NoSuchFunction(String),
 }
 
 impl fmt::Display for HostError {
@@ -151,6 +170,7 @@ impl fmt::Display for HostError {
                 write!(f, "handler did not answer GET / within {after:?}; stderr tail:\n{stderr_tail}")
             }
             HostError::NotRunning => write!(f, "no handler is running"),
+            HostError::NoSuchFunction(name) => write!(f, "no queue- or timer-triggered function is named {name:?}"),
         }
     }
 }
@@ -177,18 +197,18 @@ pub enum LogStream {
     Stdout,
     /// Standard error (Warning if it contains "warn", else Error).
     Stderr,
-    /// The host's own line about an invocation (Information).
+    /// The host's own lines: invocations ("Executing 'Functions.x' …"), listener errors, poison moves.
     Host,
 }
 
 /// The level the real host would log a line at (WorkerProcess.cs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
-    /// A stdout line.
+    /// A stdout line (and the host's informational lines).
     Information,
     /// A stderr line containing "warn" (case-insensitive).
     Warning,
-    /// Any other stderr line.
+    /// Any other stderr line (and a failed invocation).
     Error,
 }
 
@@ -229,9 +249,11 @@ pub(crate) struct Shared {
     pub generation: AtomicU64,
     pub unexpected_exits: Mutex<Vec<ExitStatus>>,
     pub ops: tokio::sync::Mutex<()>,
-    /// The client of envelope invocations.
-    pub client: reqwest::Client,
     pub invocations: Mutex<Vec<Invocation>>,
+    /// Set once the host stops: listeners stop fetching.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Envelope invocations (and their message's disposition) under way.
+    pub in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -247,10 +269,57 @@ impl Shared {
         self.invocations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A line of the host's own, in the log capture.
-    pub(crate) fn host_log(&self, text: String) {
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
-        self.logs().push(LogLine { stream: LogStream::Host, level: LogLevel::Information, text, generation });
+    /// Captures one line (and prints it with `print_logs`).
+    pub(crate) fn capture(&self, line: LogLine) {
+        if self.opts.print_logs {
+            use std::io::Write as _;
+            let text = match line.stream {
+                LogStream::Host => format!("[host] {}", line.text),
+                _ => line.text.clone(),
+            };
+            let _ = match line.level {
+                LogLevel::Information => writeln!(std::io::stdout(), "{text}"),
+                _ => writeln!(std::io::stderr(), "{text}"),
+            };
+        }
+        self.logs().push(line);
+    }
+
+    /// Captures one of the host's own lines.
+    pub(crate) fn host_log(&self, level: LogLevel, text: impl Into<String>) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.capture(LogLine { stream: LogStream::Host, level, text: text.into(), generation });
+    }
+
+    /// The port of the running handler.
+    pub(crate) fn handler_port(&self) -> Option<u16> {
+        let s = self.state();
+        match (&s.phase, &s.child) {
+            (Phase::Running, Some(c)) => Some(c.port),
+            _ => None,
+        }
+    }
+
+    /// The port of the handler once it is ready: while it starts or restarts this waits, as the host holds an
+    /// invocation until its worker is ready again (`WorkerFunctionInvoker`,
+    /// `DelayUntilFunctionDispatcherInitializedOrShutdown`), so a restart costs a queue message no dequeue; `None`
+    /// once the handler is stopped or has exited.
+    pub(crate) async fn ready_handler_port(&self) -> Option<u16> {
+        loop {
+            {
+                let s = self.state();
+                match (&s.phase, &s.child) {
+                    (Phase::Running, Some(c)) => return Some(c.port),
+                    (Phase::Starting | Phase::Restarting, _) => {}
+                    _ => return None,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn stop_listeners(&self) {
+        self.stopping.send_replace(true);
     }
 }
 
@@ -275,17 +344,20 @@ impl StandInHost {
             generation: AtomicU64::new(0),
             unexpected_exits: Mutex::new(Vec::new()),
             ops: tokio::sync::Mutex::new(()),
-            client: reqwest::Client::new(),
             invocations: Mutex::new(Vec::new()),
+            stopping: tokio::sync::watch::channel(false).0,
+            in_flight: AtomicUsize::new(0),
         });
         let filter = proxy::filter(shared.clone());
         let server = server::spawn_on(runtime.handle(), filter, options.listen_port)
             .map_err(|e| HostError::Io("binding the host port".into(), e))?;
         let host = StandInHost { shared: shared.clone(), server: Some(server), runtime: Some(runtime) };
-        let pollers = shared.clone();
-        host.run(async move { child::start_handler(&shared).await }).await?;
         host.run(async move {
-            queues::start(&pollers);
+            child::start_handler(&shared).await?;
+            // As the host does, the listeners start once the worker is ready.
+            if shared.opts.queue_triggers {
+                listener::start(&shared);
+            }
             Ok(())
         })
         .await?;
@@ -348,9 +420,50 @@ impl StandInHost {
         &self.shared.opts.master_key
     }
 
-    /// The discovered functions.
+    /// The discovered HTTP functions.
     pub fn functions(&self) -> Vec<FunctionInfo> {
         self.shared.app.functions.clone()
+    }
+
+    /// The discovered queue- and timer-triggered functions.
+    pub fn triggered_functions(&self) -> Vec<TriggeredFunction> {
+        self.shared.app.triggered.clone()
+    }
+
+    /// The queue settings in effect (host.json's `extensions.queues` with the overrides).
+    pub fn queue_settings(&self) -> QueueSettings {
+        self.shared.app.queues.clone()
+    }
+
+    /// Every envelope invocation finished so far (with what became of its queue message), in order of completion.
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.shared.invocations().clone()
+    }
+
+    /// Waits until the finished invocations satisfy `pred`; returns whether they did within `timeout`.
+    pub async fn wait_for_invocations(&self, pred: impl Fn(&[Invocation]) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.shared.invocations()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Invokes a queue- or timer-triggered function once, as the admin API does (`Data.<binding>` is `input` for
+    /// a queue function, the timer's schedule status for a timer), and waits for the answer.
+    pub async fn invoke(&self, name: &str, input: &str) -> Result<Invocation, HostError> {
+        let shared = self.shared.clone();
+        let (name, input) = (name.to_string(), input.to_string());
+        self.run(async move {
+            let function = invoke::find(&shared, &name).ok_or(HostError::NoSuchFunction(name))?;
+            Ok(invoke::by_host_api(&shared, &function, &input).await)
+        })
+        .await
     }
 
     /// The handler executable that is run.
@@ -368,25 +481,6 @@ impl StandInHost {
         let deadline = Instant::now() + timeout;
         loop {
             if self.shared.logs().iter().any(&pred) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Every invocation of a queue-triggered function so far, in order.
-    pub fn invocations(&self) -> Vec<Invocation> {
-        self.shared.invocations().clone()
-    }
-
-    /// Waits until the invocations so far satisfy `pred`; returns whether they did within `timeout`.
-    pub async fn wait_for_invocations(&self, pred: impl Fn(&[Invocation]) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pred(&self.shared.invocations()) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -440,8 +534,14 @@ impl StandInHost {
             .expect("sandbox: stop_handler_gracefully needs a running handler")
     }
 
-    /// Stops the handler (SIGTERM, SIGKILL after 5 s), then the listener.
+    /// Stops fetching queue messages, lets the invocations under way finish (30 s at most), stops the handler
+    /// (SIGTERM, SIGKILL after 5 s), then the listener.
     pub async fn shutdown(mut self) {
+        self.shared.stop_listeners();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let shared = self.shared.clone();
         let _ = self.run(async move { child::stop(&shared, Duration::from_secs(5)).await }).await;
         if let Some(server) = self.server.take() {
@@ -452,6 +552,7 @@ impl StandInHost {
 
 impl Drop for StandInHost {
     fn drop(&mut self) {
+        self.shared.stop_listeners();
         child::kill_now(&self.shared);
         self.server.take();
         if let Some(rt) = self.runtime.take() {

@@ -1,4 +1,5 @@
-//! Routing, key checks and forwarding (docs/functions-host.md, HTTP forwarding).
+//! Routing, key checks and forwarding (docs/functions-host.md, HTTP forwarding), the home page, and the admin API
+//! that invokes a queue or timer function.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,9 +92,9 @@ fn route<'a>(shared: &'a Shared, path: &str) -> Vec<&'a FunctionInfo> {
     shared.app.functions.iter().filter(|f| match_template(&f.template, rest).is_some()).collect()
 }
 
-fn key_ok(shared: &Shared, f: &FunctionInfo, headers: &HeaderMap, query: Option<&str>) -> bool {
+fn key_ok(shared: &Shared, level: AuthLevel, headers: &HeaderMap, query: Option<&str>) -> bool {
     let opts = &shared.opts;
-    if !opts.enforce_keys || f.auth_level == AuthLevel::Anonymous {
+    if !opts.enforce_keys || level == AuthLevel::Anonymous {
         return true;
     }
     // x-functions-key takes precedence over ?code=.
@@ -106,7 +107,7 @@ fn key_ok(shared: &Shared, f: &FunctionInfo, headers: &HeaderMap, query: Option<
     let Some(key) = key.filter(|k| !k.is_empty()) else {
         return false;
     };
-    match f.auth_level {
+    match level {
         AuthLevel::Admin => key == opts.master_key,
         _ => key == opts.function_key || key == opts.host_key || key == opts.master_key,
     }
@@ -175,11 +176,26 @@ where
     if path.len() + query.as_ref().map_or(0, |q| q.len() + 1) > MAX_URL_BYTES {
         return empty(StatusCode::URI_TOO_LONG);
     }
+    if method == Method::GET && path == "/" {
+        return home_page(&shared);
+    }
+    if let Some(name) = admin_function(&path) {
+        if method != Method::POST {
+            return empty(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        if !key_ok(&shared, AuthLevel::Admin, &headers, query.as_deref()) {
+            return empty(StatusCode::UNAUTHORIZED);
+        }
+        return match read_body(body, MAX_BODY_BYTES).await {
+            Ok(body) => invoke_by_admin(shared, &name, &body),
+            Err(status) => empty(status),
+        };
+    }
     let candidates = route(&shared, &path);
     let Some(function) = candidates.into_iter().find(|f| f.allows(method.as_str())).cloned() else {
         return empty(StatusCode::NOT_FOUND);
     };
-    if !key_ok(&shared, &function, &headers, query.as_deref()) {
+    if !key_ok(&shared, function.auth_level, &headers, query.as_deref()) {
         return empty(StatusCode::UNAUTHORIZED);
     }
     let content_length: Option<u64> =
@@ -200,7 +216,10 @@ where
         Mode::Envelope
     };
     if mode == Mode::Envelope || !function.in_and_out {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "envelope mode not supported by the stand-in");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "envelope mode not supported by the stand-in for HTTP functions",
+        );
     }
     let port = {
         let s = shared.state();
@@ -256,6 +275,53 @@ where
     forward(&shared, port, method, target, out_headers, out_body).await
 }
 
+/// `GET /`: the host's home page, while the handler runs (so "is it up?" means the handler is ready too).
+fn home_page(shared: &Shared) -> warp::reply::Response {
+    if shared.handler_port().is_none() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Function host is not running.");
+    }
+    let mut r = warp::reply::Response::new(
+        Bytes::from_static(b"<html><body>Your Functions 4.0 app is up and running (stand-in host)</body></html>")
+            .into(),
+    );
+    r.headers_mut().insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// The function name of an admin API path `/admin/functions/<name>`.
+fn admin_function(path: &str) -> Option<String> {
+    let segs = decoded_segments(path);
+    match segs.as_slice() {
+        [admin, functions, name]
+            if admin.eq_ignore_ascii_case("admin") && functions.eq_ignore_ascii_case("functions") =>
+        {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
+/// `POST /admin/functions/<name>` with `{"input": "..."}`: 202 at once, the invocation runs meanwhile.
+fn invoke_by_admin(shared: Arc<Shared>, name: &str, body: &[u8]) -> warp::reply::Response {
+    let Some(function) = super::invoke::find(&shared, name) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(o)) => match o.get("input") {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            },
+            _ => return text(StatusCode::BAD_REQUEST, "the body must be a JSON object like {\"input\": \"...\"}"),
+        }
+    };
+    tokio::spawn(async move { super::invoke::by_host_api(&shared, &function, &input).await });
+    empty(StatusCode::ACCEPTED)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Forwarding,
@@ -270,7 +336,7 @@ fn with_host(mut h: HeaderMap, port: u16) -> HeaderMap {
     h
 }
 
-fn add_host_headers(h: &mut HeaderMap, invocation_id: &str, proxying: bool) {
+pub(crate) fn add_host_headers(h: &mut HeaderMap, invocation_id: &str, proxying: bool) {
     h.insert("x-azure-functions-hostversion", HeaderValue::from_static(HOST_VERSION));
     if let Ok(v) = HeaderValue::from_str(invocation_id) {
         h.insert("x-azure-functions-invocationid", v.clone());
