@@ -662,8 +662,9 @@ async fn an_invocation_during_a_handler_restart_waits_for_the_new_handler() {
     let invocation = host.invoke("tick", "").await.unwrap();
     assert_eq!(invocation.outcome, Outcome::Succeeded, "held until the new handler was ready, not failed");
     restarting.await.unwrap().expect("restart works");
-    let logs = host.logs();
-    assert!(logs.iter().any(|l| l.generation == 2 && l.text.starts_with("envelope /tick ")), "{logs:#?}");
+    // The handler's stderr is read on its own task: its line may land just after the answer.
+    let seen = host.wait_for_log(|l| l.generation == 2 && l.text.starts_with("envelope /tick "), LOG_WAIT).await;
+    assert!(seen, "{:#?}", host.logs());
     let _ = std::fs::remove_dir_all(dir);
 }
 

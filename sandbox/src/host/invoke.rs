@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, HeaderValue};
 
@@ -182,23 +181,12 @@ async fn send(shared: &Shared, name: &str, id: &str, body: Value) -> Outcome {
     super::proxy::add_host_headers(&mut headers, id, false);
     let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let path = format!("/{name}");
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::post(path).body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
-        *req.headers_mut() = headers;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok::<_, String>((status, bytes))
-    };
+    let attempt = super::proxy::exchange(port, hyper::Method::POST, path, headers, body);
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Outcome::Failed(format!("Timeout value of {timeout:?} was exceeded by function: Functions.{name}")),
         Ok(Err(e)) => Outcome::Failed(format!("no answer from the handler: {e}")),
-        Ok(Ok((status, bytes))) => {
+        Ok(Ok((parts, bytes))) => {
+            let status = parts.status;
             let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
             if let Some(logs) = answer.as_ref().and_then(|a| a.get("Logs")).and_then(Value::as_array) {
                 for line in logs {

@@ -365,23 +365,7 @@ async fn forward(
     body: Bytes,
 ) -> warp::reply::Response {
     let timeout: Duration = shared.app.request_timeout;
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(target)
-            .body(http_body_util::Full::new(body))
-            .map_err(|e| e.to_string())?;
-        *req.headers_mut() = headers;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok::<_, String>((parts, bytes))
-    };
+    let attempt = exchange(port, method, target, headers, body);
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => empty(StatusCode::BAD_GATEWAY),
         Ok(Err(_)) => {
@@ -404,6 +388,31 @@ async fn forward(
             resp
         }
     }
+}
+
+/// One HTTP/1.1 exchange with the handler on a fresh loopback connection (as the host's HttpClient makes it): the
+/// answer's head and whole body, or why there was none.
+pub(super) async fn exchange(
+    port: u16,
+    method: Method,
+    target: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(hyper::http::response::Parts, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| e.to_string())?;
+    *req.headers_mut() = headers;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((parts, bytes))
 }
 
 #[cfg(test)]
