@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -22,7 +22,7 @@ use crate::fakeio::{respond, Incoming, Outgoing};
 use crate::faults::Faults;
 use crate::record::Recorded;
 use crate::server::ServerHandle;
-use crate::util::{html_escape, html_to_text, now_rfc3339, query_map, random_hex, truthy};
+use crate::util::{html_escape, html_to_text, query_map, random_hex, rfc3339, truthy};
 
 /// Configuration of a [`FakeHalo`].
 #[derive(Clone, Debug)]
@@ -116,6 +116,9 @@ pub struct Ticket {
     pub thirdpartynumber: Option<String>,
     /// Custom fields.
     pub customfields: Vec<CustomField>,
+    /// When the ticket's newest action was logged (`Faults.lastactiondate`); absent until it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lastactiondate: Option<String>,
 }
 
 /// An action (ticket note/event) as the fake stores and returns it. There is no `agent_id`.
@@ -233,6 +236,23 @@ struct HaloState {
     next_action: i64,
     tokens: HashMap<String, Instant>,
     tokens_issued: usize,
+    /// The time of the newest action, in Unix milliseconds.
+    last_action_ms: u64,
+}
+
+impl HaloState {
+    /// Stores a new action at a time strictly later than any before it (Halo's clock is finer than a test's
+    /// steps, so two actions never share a time) and makes that time its ticket's `lastactiondate`.
+    fn log_action(&mut self, mut action: Action) -> Action {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        self.last_action_ms = now.max(self.last_action_ms + 1);
+        action.datetime = rfc3339((self.last_action_ms / 1000) as i64, (self.last_action_ms % 1000) as u32);
+        if let Some(t) = self.tickets.get_mut(&action.ticket_id) {
+            t.lastactiondate = Some(action.datetime.clone());
+        }
+        self.actions.insert(action.id, action.clone());
+        action
+    }
 }
 
 type HaloInner = FakeCore<HaloConfig, HaloState>;
@@ -260,6 +280,7 @@ impl FakeHalo {
             next_action: 1,
             tokens: HashMap::new(),
             tokens_issued: 0,
+            last_action_ms: 0,
         };
         let (inner, server) = fake::serve(config, state, port, "halo", dispatch)?;
         Ok(FakeHalo { inner, server })
@@ -397,23 +418,20 @@ fn insert_human_action(s: &mut HaloState, ticket_id: i64, a: NewAction) -> i64 {
     let (note, note_html) = derive_notes(a.note, a.note_html);
     let id = s.next_action;
     s.next_action += 1;
-    s.actions.insert(
+    s.log_action(Action {
         id,
-        Action {
-            id,
-            ticket_id,
-            outcome: a.outcome.unwrap_or_else(|| "Note".into()),
-            outcome_id: None,
-            note,
-            note_html,
-            hiddenfromuser: a.hiddenfromuser,
-            who: a.who.unwrap_or_else(|| "Sandbox Agent".into()),
-            who_agentid: a.who_agentid.unwrap_or(2),
-            actionby_application_id: a.actionby_application_id,
-            datetime: now_rfc3339(),
-            new_status: None,
-        },
-    );
+        ticket_id,
+        outcome: a.outcome.unwrap_or_else(|| "Note".into()),
+        outcome_id: None,
+        note,
+        note_html,
+        hiddenfromuser: a.hiddenfromuser,
+        who: a.who.unwrap_or_else(|| "Sandbox Agent".into()),
+        who_agentid: a.who_agentid.unwrap_or(2),
+        actionby_application_id: a.actionby_application_id,
+        datetime: String::new(),
+        new_status: None,
+    });
     id
 }
 
@@ -442,6 +460,7 @@ fn insert_direct_ticket(s: &mut HaloState, t: NewTicket) -> i64 {
                 .into_iter()
                 .map(|(id, value)| CustomField { id, name: format!("CF{id}"), value })
                 .collect(),
+            lastactiondate: None,
         },
     );
     id
@@ -735,27 +754,25 @@ fn post_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
                     supplier_reference: str_field(f, "supplier_reference"),
                     thirdpartynumber: str_field(f, "thirdpartynumber"),
                     customfields: input.customfields.unwrap_or_default(),
+                    lastactiondate: None,
                 };
                 s.tickets.insert(id, ticket.clone());
                 let action_id = s.next_action;
                 s.next_action += 1;
-                s.actions.insert(
-                    action_id,
-                    Action {
-                        id: action_id,
-                        ticket_id: id,
-                        outcome: "New Ticket".into(),
-                        outcome_id: None,
-                        note: details,
-                        note_html: details_html,
-                        hiddenfromuser: false,
-                        who: cfg.agent_name.clone(),
-                        who_agentid: cfg.agent_id,
-                        actionby_application_id: Some(cfg.app_name.clone()),
-                        datetime: now_rfc3339(),
-                        new_status: None,
-                    },
-                );
+                s.log_action(Action {
+                    id: action_id,
+                    ticket_id: id,
+                    outcome: "New Ticket".into(),
+                    outcome_id: None,
+                    note: details,
+                    note_html: details_html,
+                    hiddenfromuser: false,
+                    who: cfg.agent_name.clone(),
+                    who_agentid: cfg.agent_id,
+                    actionby_application_id: Some(cfg.app_name.clone()),
+                    datetime: String::new(),
+                    new_status: None,
+                });
                 saved.push(ticket);
             }
         }
@@ -944,11 +961,10 @@ fn post_actions(inner: &HaloInner, req: &Incoming) -> Outgoing {
                     who: cfg.agent_name.clone(),
                     who_agentid: cfg.agent_id,
                     actionby_application_id: Some(cfg.app_name.clone()),
-                    datetime: now_rfc3339(),
+                    datetime: String::new(),
                     new_status: input.new_status,
                 };
-                s.actions.insert(id, a.clone());
-                a
+                s.log_action(a)
             }
         };
         if let Some(status_id) = input.new_status {

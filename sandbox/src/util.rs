@@ -22,12 +22,6 @@ pub(crate) fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// The current time as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T11:30:00.123Z`.
-pub(crate) fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    rfc3339(d.as_secs() as i64, d.subsec_millis())
-}
-
 /// Formats seconds since the Unix epoch (UTC) as RFC 3339 with milliseconds.
 pub(crate) fn rfc3339(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86_400);

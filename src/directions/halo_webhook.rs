@@ -17,7 +17,8 @@ use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
 use crate::store::{
-    action_key, ticket_key, ActionMarker, Claim, CloseState, MarkerState, StoreError, TicketRecord, Versioned,
+    action_key, incident_key, ticket_key, ActionMarker, Claim, CloseState, IncidentRecord, IncidentState, MarkerState,
+    StoreError, TicketRecord, Versioned,
 };
 use crate::upstream::{Call, Failure, UpstreamError};
 use crate::work::{WorkFailure, WorkItem};
@@ -103,6 +104,15 @@ pub fn comment_for(ticket_id: TicketId, action: &Action, text: &str) -> String {
     format!("[Halo ticket #{ticket_id} note by {who}]\n\n{}", cap(text, MAX_COMMENT_CHARS))
 }
 
+const NOT_LINKED: &str = "not a ticket the bridge created or imported";
+const NOT_VERIFIED: &str = "the incident's record does not name this ticket";
+
+/// Whether Halo's close state differs from the record's (a close to mirror, or a reopen to arm).
+fn close_pending(ticket: &Ticket, cfg: &HaloWebhookConfig, read: CloseState) -> bool {
+    let closed = is_closed(ticket, cfg);
+    !((!closed && read == CloseState::Open) || (closed && read == CloseState::Closed))
+}
+
 /// Whether Halo says the ticket is closed.
 pub(crate) fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
     ticket.hasbeenclosed || ticket.status_id.is_some_and(|s| cfg.closed_status_ids.contains(&s))
@@ -136,16 +146,32 @@ impl<'a> HaloWebhook<'a> {
         HaloWebhook { ctx, cf, cfg }
     }
 
+    /// One webhook for `ticket_id`. The bridge's own records are the only authority on which ticket belongs to
+    /// which incident: a ticket it did not create (or an operator did not import) costs no Halo call, and nothing
+    /// is posted or closed until the incident's record names this ticket.
     pub async fn sync(&self, ticket_id: TicketId) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+        let Some(record) = self.record(ticket_id).await? else {
+            return Ok(HaloWebhookOutcome::Ignored(NOT_LINKED));
+        };
         let found = self.ctx.halo.ticket(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
         let Some(ticket) = found else {
             return Ok(HaloWebhookOutcome::Ignored("ticket not found"));
         };
-        let Some(record) = self.record(&ticket).await? else {
-            return Ok(HaloWebhookOutcome::Ignored("not a CF-linked ticket"));
+        // Halo's `lastactiondate` unchanged since every action was handled: no action to read (one call, not two).
+        let unchanged = ticket.lastactiondate.is_some() && ticket.lastactiondate == record.last_action_date;
+        let actions = if unchanged {
+            Vec::new()
+        } else {
+            self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?
         };
-        let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
-        let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions).await?;
+        let new_actions = actions.iter().any(|a| a.id > record.last_action_id);
+        if (new_actions || close_pending(&ticket, self.cfg, record.close))
+            && !self.link_verified(ticket_id, &record).await?
+        {
+            return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED));
+        }
+        let seen = (!unchanged).then_some(ticket.lastactiondate.as_deref()).flatten();
+        let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions, seen).await?;
         let closed = match self.mirror_close(&ticket, &record.reference, record.close).await? {
             Closed::Now => true,
             Closed::SetAside => {
@@ -163,10 +189,12 @@ impl<'a> HaloWebhook<'a> {
         ticket_id: TicketId,
         action_id: i64,
     ) -> Result<HaloWebhookOutcome, HaloWebhookError> {
-        let Some(Versioned { value: record, .. }) = self.ctx.store.get::<TicketRecord>(&ticket_key(ticket_id)).await?
-        else {
-            return Ok(HaloWebhookOutcome::Ignored("not a CF-linked ticket"));
+        let Some(record) = self.record(ticket_id).await? else {
+            return Ok(HaloWebhookOutcome::Ignored(NOT_LINKED));
         };
+        if !self.link_verified(ticket_id, &record).await? {
+            return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED));
+        }
         let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
         let Some(action) = actions.iter().find(|a| a.id == action_id) else {
             return Ok(HaloWebhookOutcome::Ignored("the action no longer exists"));
@@ -188,17 +216,32 @@ impl<'a> HaloWebhook<'a> {
         Ok(HaloWebhookOutcome::Processed { forwarded, closed: false, set_aside })
     }
 
-    /// Our record of the ticket (written by cf-webhook when it created it), else one made from the reference on
-    /// the ticket. `None` when the ticket is not linked to an incident.
-    async fn record(&self, ticket: &Ticket) -> Result<Option<TicketRecord>, StoreError> {
-        let key = ticket_key(ticket.id);
-        if let Some(found) = self.ctx.store.get::<TicketRecord>(&key).await? {
-            return Ok(Some(found.value));
+    /// The bridge's record of the ticket: written when cf-webhook created it or `handler import-links` linked it.
+    /// A reference written on a ticket is never enough (anyone who edits a ticket can type or copy one).
+    async fn record(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, StoreError> {
+        Ok(self.ctx.store.get::<TicketRecord>(&ticket_key(ticket_id)).await?.map(|v| v.value))
+    }
+
+    /// Whether the incident's own record names this ticket. A ticket record the bridge wrote while creating the
+    /// ticket comes just before the incident's record says so: that short gap is a transient failure (the work is
+    /// queued and done a moment later), never a trust. Any other mismatch (a record from an older version of the
+    /// bridge that trusted a typed reference, a second ticket claiming one incident) is refused.
+    async fn link_verified(&self, ticket_id: TicketId, record: &TicketRecord) -> Result<bool, StoreError> {
+        let incident = self.ctx.store.get::<IncidentRecord>(&incident_key(&record.reference)).await?;
+        match incident.map(|v| v.value) {
+            Some(i) if i.state == IncidentState::Created && i.ticket_id == Some(ticket_id) => Ok(true),
+            Some(i) if record.created_by_bridge && i.state == IncidentState::Claimed => {
+                Err(StoreError::Unavailable("the incident's link to its new ticket is still being written".into()))
+            }
+            other => {
+                tracing::warn!(
+                    ticket_id,
+                    linked_ticket = other.and_then(|i| i.ticket_id),
+                    "the incident's record does not name this ticket: nothing is posted or closed from it"
+                );
+                Ok(false)
+            }
         }
-        let Some(reference) = ticket.candidate_references(self.ctx.location).find_map(ExternalRef::parse) else {
-            return Ok(None);
-        };
-        self.ctx.store.get_or_insert(&key, TicketRecord::new(reference, false)).await.map(Some)
     }
 
     async fn forward_actions(
@@ -206,22 +249,27 @@ impl<'a> HaloWebhook<'a> {
         ticket_id: TicketId,
         record: &TicketRecord,
         actions: &[Action],
+        seen: Option<&str>,
     ) -> Result<(usize, usize), HaloWebhookError> {
-        // The creation of a ticket the bridge made is written by the bridge's Halo application, so the echo filter
-        // skips it. Without that filter configured, fall back to skipping the ticket's first action.
-        let echo_filter = self.cfg.integration_application.is_some() || self.cfg.integration_agent_id.is_some();
-        let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge && !echo_filter);
+        // The opening action of a ticket the bridge made is the incident's own details: never a comment, whoever
+        // Halo names as its author (the echo filter alone is not enough).
+        let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge);
         let mut handled_through = record.last_action_id;
         let (mut forwarded, mut set_aside) = (0, 0);
         let mut outcome = Ok(());
+        let mut complete = true;
         for action in actions.iter().filter(|a| a.id > record.last_action_id) {
             if let Ok(text) = forwardable(action, self.cfg, Some(action.id) == creation_id) {
                 match self.forward_once(ticket_id, &record.reference, action, &text).await {
                     Ok(Forwarded::Posted) => forwarded += 1,
                     Ok(Forwarded::SetAside) => set_aside += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
-                    Ok(Forwarded::InFlightElsewhere) => break,
+                    Ok(Forwarded::InFlightElsewhere) => {
+                        complete = false;
+                        break;
+                    }
                     Err(e) => {
+                        complete = false;
                         outcome = Err(e);
                         break;
                     }
@@ -229,9 +277,11 @@ impl<'a> HaloWebhook<'a> {
             }
             handled_through = action.id;
         }
+        // Every action Halo had when it answered `seen` is handled: the next webhook with that date reads none.
+        let seen = seen.filter(|s| complete && record.last_action_date.as_deref() != Some(*s));
         // Nothing new (the common webhook: any ticket update): the record just read needs no write, and no re-read.
-        if handled_through > record.last_action_id {
-            self.advance(ticket_id, handled_through).await?;
+        if handled_through > record.last_action_id || seen.is_some() {
+            self.advance(ticket_id, handled_through, seen).await?;
         }
         outcome.map(|_| (forwarded, set_aside))
     }
@@ -310,14 +360,20 @@ impl<'a> HaloWebhook<'a> {
         }
     }
 
-    /// Moves the handled-through id forward, never backward.
-    async fn advance(&self, ticket_id: TicketId, handled_through: i64) -> Result<(), StoreError> {
+    /// Moves the handled-through id forward, never backward, with the action date it covers.
+    async fn advance(&self, ticket_id: TicketId, handled_through: i64, seen: Option<&str>) -> Result<(), StoreError> {
         self.ctx
             .store
             .update::<TicketRecord, _>(&ticket_key(ticket_id), |r| {
                 let forward = handled_through > r.last_action_id;
                 r.last_action_id = r.last_action_id.max(handled_through);
-                forward
+                // Only a record that has not moved past what this webhook handled takes its date.
+                let dated =
+                    seen.is_some() && r.last_action_id == handled_through && r.last_action_date.as_deref() != seen;
+                if dated {
+                    r.last_action_date = seen.map(str::to_string);
+                }
+                forward || dated
             })
             .await
             .map(drop)
@@ -334,7 +390,7 @@ impl<'a> HaloWebhook<'a> {
         let key = ticket_key(ticket.id);
         let closed = is_closed(ticket, self.cfg);
         // Halo and the record as read agree (open and armed, or closed and mirrored): nothing to write or re-read.
-        if (!closed && read == CloseState::Open) || (closed && read == CloseState::Closed) {
+        if !close_pending(ticket, self.cfg, read) {
             return Ok(Closed::NotNow);
         }
         if !closed {

@@ -65,6 +65,10 @@ pub struct Ticket {
     pub thirdpartynumber: Option<String>,
     #[serde(default, deserialize_with = "list")]
     pub customfields: Vec<CustomField>,
+    /// When the ticket's newest action was logged (`Faults.lastactiondate`): unchanged since the bridge last read
+    /// every action, there is nothing new to read (docs/halo-api.md, "Tickets").
+    #[serde(default, deserialize_with = "opt_string")]
+    pub lastactiondate: Option<String>,
 }
 
 impl Ticket {

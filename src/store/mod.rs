@@ -151,22 +151,6 @@ impl Store {
         }
     }
 
-    /// The record at `key`, inserting `value` when there is none (one round trip when it exists or is new).
-    pub(crate) async fn get_or_insert<T: Serialize + DeserializeOwned>(
-        &self,
-        key: &Key,
-        value: T,
-    ) -> Result<T, StoreError> {
-        match self.table.insert(key, to_props(&value)).await {
-            Ok(_) => Ok(value),
-            Err(StoreError::Conflict) => match self.get::<T>(key).await? {
-                Some(found) => Ok(found.value),
-                None => Err(StoreError::Unavailable("a record was deleted while it was read; retry".into())),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
     /// Reads, changes and writes a record until the write wins against concurrent writers. `change` returns false
     /// when nothing needs writing. Returns the record as stored.
     pub async fn update<T, F>(&self, key: &Key, mut change: F) -> Result<Option<T>, StoreError>

@@ -123,6 +123,10 @@ pub struct TicketRecord {
     pub created_by_bridge: bool,
     /// Every action up to this id has been handled (forwarded, skipped, or marked).
     pub last_action_id: i64,
+    /// The ticket's `lastactiondate` when every action it then had was handled: while Halo still answers the same
+    /// date, a webhook has no action to read.
+    #[serde(default)]
+    pub last_action_date: Option<String>,
     pub close: CloseState,
     #[serde(flatten)]
     pub close_claim: Claim,
@@ -134,6 +138,7 @@ impl TicketRecord {
             reference,
             created_by_bridge,
             last_action_id: 0,
+            last_action_date: None,
             close: CloseState::Open,
             close_claim: Claim::released(),
         }

@@ -1,6 +1,6 @@
 //! halo-webhook's claim paths: action markers (Reserved → Sending → Sent) and the close.
 
-use crate::support::{event, incident, live_claim, stale_claim, Rig, BUDGET};
+use crate::support::{event, incident, live_claim, reference, stale_claim, Rig, BUDGET};
 use cf_halo_bridge::directions::halo_webhook::HaloWebhookOutcome;
 use cf_halo_bridge::domain::TicketId;
 use cf_halo_bridge::store::{action_key, ActionMarker, MarkerState};
@@ -138,4 +138,26 @@ async fn concurrent_webhooks_forward_each_note_once_in_order() {
     let expected: Vec<String> = (0..5).map(|n| format!("note {n}")).collect();
     let order: Vec<String> = sent.iter().map(|c| c.lines().last().unwrap_or_default().to_string()).collect();
     assert_eq!(order, expected, "each note once, oldest first");
+}
+
+/// A ticket record written by an older bridge, which trusted a reference typed on the ticket: unless the incident's
+/// own record names that ticket, nothing is posted or closed from it (and the real ticket still works).
+#[tokio::test]
+async fn a_ticket_record_the_incident_does_not_name_posts_and_closes_nothing() {
+    use cf_halo_bridge::store::{ticket_key, TicketRecord};
+    let rig = Rig::new();
+    let real = ticketed(&rig, "h-forged").await;
+    let copy = rig.halo.create_ticket_direct(sandbox::halo::NewTicket {
+        summary: "a copy".into(),
+        supplier_reference: Some(reference("h-forged").to_string()),
+        ..Default::default()
+    });
+    rig.store.insert(&ticket_key(copy), &TicketRecord::new(reference("h-forged"), false)).await.unwrap();
+    note(&rig, copy, "typed on the copy");
+    rig.halo.set_status(copy, 9, "Closed", true);
+    assert_eq!(sync(&rig, copy).await, HaloWebhookOutcome::Ignored("the incident's record does not name this ticket"));
+    assert!(comments(&rig, "h-forged").is_empty());
+    assert!(rig.cf.status_changes("h-forged").is_empty());
+    note(&rig, real, "on the real ticket");
+    assert_eq!(sync(&rig, real).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false, set_aside: 0 });
 }

@@ -514,7 +514,11 @@ async fn dot_segment_incident_ids_are_refused_because_no_url_can_carry_them() {
         });
         b.halo.add_action(t, NewAction::human("Sam Agent", 2, "reply", false));
         let h = b.send_halo(&Bridge::halo_payload(t)).await;
-        assert_eq!(h.body, json!({"status": "ignored", "reason": "not a CF-linked ticket"}), "{id:?}");
+        assert_eq!(
+            h.body,
+            json!({"status": "ignored", "reason": "not a ticket the bridge created or imported"}),
+            "{id:?}"
+        );
     }
     assert_eq!(b.halo.count("POST", "/api/Tickets"), 0);
     assert!(b.cf.requests().is_empty());

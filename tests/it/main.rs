@@ -14,3 +14,4 @@ mod package;
 mod soak;
 mod support;
 mod tls;
+mod trust;

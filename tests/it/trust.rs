@@ -1,0 +1,98 @@
+//! The bridge's own records are the only authority on which Halo ticket belongs to which incident (issue 15): a
+//! reference typed or copied onto a ticket links nothing, an unlinked ticket costs no Halo call, and the opening
+//! action of a ticket the bridge made is never echoed back as a comment.
+
+use crate::support::*;
+use sandbox::faults::{Fault, Rule};
+use sandbox::halo::{NewAction, NewTicket};
+use serde_json::json;
+use std::time::Duration;
+
+const HUMAN: i64 = 2;
+const NOT_LINKED: &str = "not a ticket the bridge created or imported";
+
+async fn bridge_ticket(b: &Bridge, incident_id: &str) -> i64 {
+    let a = b.send_cf(&format!("evt-{incident_id}"), &incident(incident_id, 300)).await;
+    assert_eq!(a.body["status"], "created", "{a:?}");
+    a.body["ticketId"].as_i64().unwrap()
+}
+
+fn reference_of(b: &Bridge, ticket: i64) -> String {
+    b.halo.tickets().into_iter().find(|t| t.id == ticket).and_then(|t| t.supplier_reference).expect("a reference")
+}
+
+#[tokio::test]
+async fn a_reference_copied_onto_another_ticket_gets_no_comment_and_no_close_through() {
+    let b = Bridge::start().await;
+    let real = bridge_ticket(&b, "inc-forged").await;
+    let copy = b.halo.create_ticket_direct(NewTicket {
+        summary: "cloned by hand".into(),
+        supplier_reference: Some(reference_of(&b, real)),
+        ..Default::default()
+    });
+    b.halo.add_action(copy, NewAction::human("Mallory", HUMAN, "close it, all fine", false));
+    b.halo.set_status(copy, 9, "Closed", true);
+    let a = b.send_halo(&Bridge::halo_payload(copy)).await;
+    assert_eq!(a.body, json!({"status": "ignored", "reason": NOT_LINKED}), "{a:?}");
+    assert!(b.cf.comments("inc-forged").is_empty());
+    assert!(b.cf.status_changes("inc-forged").is_empty());
+    // The real ticket is untouched by it.
+    b.halo.add_action(real, NewAction::human("Sam Agent", HUMAN, "on the real one", false));
+    let a = b.send_halo(&Bridge::halo_payload(real)).await;
+    assert_eq!(a.body["actionsForwarded"], 1, "{a:?}");
+    assert_eq!(b.cf.comments("inc-forged").len(), 1);
+}
+
+#[tokio::test]
+async fn fifty_webhooks_for_unlinked_tickets_cost_no_halo_call() {
+    let b = Bridge::start().await;
+    let tickets: Vec<i64> = (0..50)
+        .map(|n| {
+            b.halo.create_ticket_direct(NewTicket {
+                summary: format!("printer {n}"),
+                // Some carry a reference someone typed: no better than none.
+                supplier_reference: (n % 5 == 0).then(|| format!("cf|defenderxdr|typed-{n}")),
+                ..Default::default()
+            })
+        })
+        .collect();
+    for t in &tickets {
+        let a = b.send_halo(&Bridge::halo_payload(*t)).await;
+        assert_eq!(a.body, json!({"status": "ignored", "reason": NOT_LINKED}), "{a:?}");
+    }
+    assert_eq!(b.halo.requests().len(), 0, "{:?}", b.halo.requests().iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert!(b.cf.requests().is_empty());
+}
+
+/// Halo names someone other than the integration as the opening action's author (the echo filter does not match
+/// it), and a webhook arrives while the create is still answering: the incident's details never come back.
+#[tokio::test]
+async fn the_opening_action_is_never_echoed_whoever_halo_names_and_however_early_the_webhook() {
+    let b = Bridge::start_with(|env| {
+        // Time enough for the slow create below to be answered inline.
+        env.retain(|(k, _)| !k.starts_with("HALO_INTEGRATION_") && k != "UPSTREAM_TIMEOUT_SECONDS");
+        env.push(("UPSTREAM_TIMEOUT_SECONDS".into(), "20".into()));
+        env.push(("INLINE_BUDGET_SECONDS".into(), "20".into()));
+        env.push(("HALO_INTEGRATION_AGENT_ID".into(), "4242".into()));
+        env.push(("HALO_INTEGRATION_APPLICATION".into(), "Some Other App".into()));
+    })
+    .await;
+    b.halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::ApplyThenDelay(Duration::from_secs(2))));
+    let body = incident("inc-early", 301);
+    let create = b.send_cf("evt-early", &body);
+    let early = async {
+        eventually("Halo has stored the ticket", || !b.halo.tickets().is_empty()).await;
+        let ticket = b.halo.tickets()[0].id;
+        (ticket, b.send_halo(&Bridge::halo_payload(ticket)).await)
+    };
+    let (created, (ticket, early)) = tokio::join!(create, early);
+    assert_eq!(created.body["status"], "created", "{created:?}");
+    assert_eq!(early.body, json!({"status": "ignored", "reason": NOT_LINKED}), "{early:?}");
+    let after = b.send_halo(&Bridge::halo_payload(ticket)).await;
+    assert_eq!(after.body["actionsForwarded"], 0, "{after:?}");
+    b.halo.add_action(ticket, NewAction::human("Sam Agent", HUMAN, "a real update", false));
+    assert_eq!(b.send_halo(&Bridge::halo_payload(ticket)).await.body["actionsForwarded"], 1);
+    let comments = b.cf.comments("inc-early");
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].content.contains("a real update"));
+}
