@@ -43,6 +43,8 @@ pub struct HaloConfig {
     pub token_ttl_secs: u64,
     /// How many actions `GET /api/Actions` returns when no `count` is given (the newest ones).
     pub default_actions_count: usize,
+    /// The most actions `GET /api/Actions` returns whatever `count` asks (a tenant that caps it), `None`: no cap.
+    pub max_actions_count: Option<usize>,
     /// Port to bind on 127.0.0.1; `None` picks a free one.
     pub port: Option<u16>,
 }
@@ -60,6 +62,7 @@ impl HaloConfig {
             agent_name: "ContraForce Integration".into(),
             token_ttl_secs: 3600,
             default_actions_count: 20,
+            max_actions_count: None,
             port: None,
         }
     }
@@ -849,6 +852,7 @@ fn list_actions(inner: &HaloInner, req: &Incoming) -> Outgoing {
     let with_html = truthy(q.get("includehtmlnote"));
     let exclude_private = truthy(q.get("excludeprivate"));
     let limit = q.get("count").and_then(|v| v.parse::<usize>().ok()).unwrap_or(inner.config.default_actions_count);
+    let limit = inner.config.max_actions_count.map_or(limit, |cap| limit.min(cap));
     let s = inner.lock();
     let mut list: Vec<&Action> = s
         .actions

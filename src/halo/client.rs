@@ -119,6 +119,14 @@ impl HaloClient {
                 Some(total) if total > actions.len() as i64 && total > count && count < MAX_ACTIONS => {
                     count = total.min(MAX_ACTIONS);
                 }
+                // Fewer than Halo's own count, and no way to ask for the rest (`/Actions` documents no paging):
+                // a partial list would skip actions for good, so the webhook fails (and is retried) instead.
+                Some(total) if total > actions.len() as i64 => {
+                    return Err(UpstreamError::Broken {
+                        service: SERVICE,
+                        detail: format!("Halo listed {} of the ticket's {total} actions", actions.len()),
+                    });
+                }
                 _ => {
                     actions.sort_by_key(|a| a.id);
                     actions.dedup_by_key(|a| a.id);

@@ -1,10 +1,11 @@
 //! POST /api/halo-webhook: a Halo ticket webhook becomes ContraForce comments and a close, each exactly once.
 
 use super::error::ApiError;
-use super::{finish_inline, header, json_reply, require_json, set_aside_reply, Inline, RequestLog};
+use super::{finish_inline, header, json_reply, require_json, Inline, RequestLog};
 use crate::app::App;
 use crate::directions::halo_webhook::HaloWebhookOutcome;
 use crate::directions::HALO_WEBHOOK;
+use crate::domain::TicketId;
 use crate::halo::webhook::ticket_id;
 use crate::secrets::{constant_time_eq, Generation, SecretId};
 use crate::work::WorkItem;
@@ -54,8 +55,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Option<Generation> {
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
-    let inline_budget = app.config.inline_budget;
-    app.halo_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
+    app.halo_webhook(app.config.inline_budget).map_err(ApiError::DirectionOff)?;
     match authenticate(&app, headers) {
         None => return Err(ApiError::InvalidCallbackSecret),
         Some(Generation::Previous) => {
@@ -69,34 +69,69 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     }
     let payload: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
-    let Some(ticket) = ticket_id(&payload) else {
+    // Halo can batch several events into one delivery (a JSON array): each event's ticket is synced, once.
+    let batched = payload.is_array();
+    let mut tickets: Vec<TicketId> = match &payload {
+        serde_json::Value::Array(events) => events.iter().filter_map(ticket_id).collect(),
+        one => ticket_id(one).into_iter().collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    tickets.retain(|t| seen.insert(*t));
+    if tickets.is_empty() {
         log.outcome = "ignored";
         return Ok(json_reply(json!({"status": "ignored", "reason": "no ticket id in payload"})));
-    };
-    log.ticket_id = Some(ticket);
+    }
+    if tickets.len() > MAX_BATCH_TICKETS {
+        return Err(ApiError::BadRequest(format!(
+            "a delivery names {} tickets; at most {MAX_BATCH_TICKETS} are taken at once",
+            tickets.len()
+        )));
+    }
+    if !batched {
+        log.ticket_id = Some(tickets[0]);
+        let (body, outcome, detail) = sync_one(&app, tickets[0]).await?;
+        log.outcome = outcome;
+        log.detail = Some(detail);
+        return Ok(json_reply(body));
+    }
+    // Concurrently, so the whole batch is answered within one inline budget; every ticket is done or queued
+    // before the 2xx (a failure to queue any of them is the delivery's 503).
+    let results = futures::future::join_all(tickets.iter().map(|t| sync_one(&app, *t))).await;
+    let mut bodies = Vec::with_capacity(results.len());
+    for (ticket, result) in tickets.iter().zip(results) {
+        let (mut body, _, _) = result?;
+        body["ticketId"] = json!(ticket);
+        bodies.push(body);
+    }
+    log.outcome = "processed";
+    log.detail = Some(format!("a batch of {} tickets", bodies.len()));
+    Ok(json_reply(json!({"status": "processed", "tickets": bodies})))
+}
 
+/// The most distinct tickets one delivery may name (Halo batches a few events; more is not a Halo delivery).
+const MAX_BATCH_TICKETS: usize = 100;
+
+/// One ticket's sync, done inline or set aside durably: its answer, log outcome and log detail.
+async fn sync_one(app: &Arc<App>, ticket: TicketId) -> Result<(serde_json::Value, &'static str, String), ApiError> {
+    let inline_budget = app.config.inline_budget;
     let work_app = app.clone();
-    let inline = finish_inline(&app, WorkItem::HaloTicket { ticket }, None, async move {
+    let inline = finish_inline(app, WorkItem::HaloTicket { ticket }, None, async move {
         let work = work_app.halo_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
         Ok(work.sync(ticket).await)
     })
     .await?;
-    let outcome = match inline {
-        Inline::Done(outcome) => outcome,
-        Inline::Queued(id) => return Ok(set_aside_reply(log, "queued", id)),
-        Inline::DeadLettered(id) => return Ok(set_aside_reply(log, "dead-lettered", id)),
-    };
-    Ok(match outcome {
-        HaloWebhookOutcome::Ignored(reason) => {
-            log.outcome = "ignored";
-            json_reply(json!({"status": "ignored", "reason": reason}))
+    Ok(match inline {
+        Inline::Queued(id) => (json!({"status": "queued", "workId": id}), "queued", format!("work {id}")),
+        Inline::DeadLettered(id) => {
+            (json!({"status": "dead-lettered", "workId": id}), "dead-lettered", format!("work {id}"))
         }
-        HaloWebhookOutcome::Processed { forwarded, closed, set_aside } => {
-            log.outcome = "processed";
-            log.detail = Some(format!("{forwarded} forwarded, closed: {closed}, set aside: {set_aside}"));
-            json_reply(json!({
-                "status": "processed", "actionsForwarded": forwarded, "closed": closed, "setAside": set_aside,
-            }))
+        Inline::Done(HaloWebhookOutcome::Ignored(reason)) => {
+            (json!({"status": "ignored", "reason": reason}), "ignored", reason.to_string())
         }
+        Inline::Done(HaloWebhookOutcome::Processed { forwarded, closed, set_aside }) => (
+            json!({"status": "processed", "actionsForwarded": forwarded, "closed": closed, "setAside": set_aside}),
+            "processed",
+            format!("{forwarded} forwarded, closed: {closed}, set aside: {set_aside}"),
+        ),
     })
 }

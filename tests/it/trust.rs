@@ -96,3 +96,44 @@ async fn the_opening_action_is_never_echoed_whoever_halo_names_and_however_early
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(comments[0].content.contains("a real update"));
 }
+
+#[tokio::test]
+async fn every_event_of_a_batched_delivery_is_processed_each_ticket_once() {
+    let b = Bridge::start().await;
+    let first = bridge_ticket(&b, "inc-batch-1").await;
+    let second = b.send_cf("evt-inc-batch-2", &incident("inc-batch-2", 302)).await.body["ticketId"].as_i64().unwrap();
+    b.halo.add_action(first, NewAction::human("Sam Agent", HUMAN, "first ticket's note", false));
+    b.halo.add_action(second, NewAction::human("Sam Agent", HUMAN, "second ticket's note", false));
+    let unlinked = b.halo.create_ticket_direct(NewTicket { summary: "unrelated".into(), ..Default::default() });
+    let batch = json!([
+        Bridge::halo_payload(first),
+        Bridge::halo_payload(second),
+        Bridge::halo_payload(first),
+        Bridge::halo_payload(unlinked),
+    ]);
+    let a = b.send_halo(&batch).await;
+    assert_eq!(a.body["status"], "processed", "{a:?}");
+    let results = a.body["tickets"].as_array().expect("one result per ticket");
+    assert_eq!(results.len(), 3, "{a:?}");
+    assert_eq!(results[0]["ticketId"], first);
+    assert_eq!(results[0]["actionsForwarded"], 1);
+    assert_eq!(results[1]["actionsForwarded"], 1);
+    assert_eq!(results[2]["reason"], NOT_LINKED);
+    assert_eq!(b.cf.comments("inc-batch-1").len(), 1);
+    assert_eq!(b.cf.comments("inc-batch-2").len(), 1);
+}
+
+/// Halo answers fewer actions than its own `record_count` and `/Actions` documents no paging: the webhook is not
+/// answered as processed with a part of the list, its work is queued (and retried) instead.
+#[tokio::test]
+async fn an_action_list_shorter_than_halos_count_is_never_a_partial_success() {
+    let halo = sandbox::halo::HaloConfig { max_actions_count: Some(3), ..sandbox::halo::HaloConfig::test() };
+    let b = Bridge::start_with_halo(halo, |_| {}).await;
+    let t = bridge_ticket(&b, "inc-capped").await;
+    for n in 0..4 {
+        b.halo.add_action(t, NewAction::human("Sam Agent", HUMAN, &format!("note {n}"), false));
+    }
+    let a = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(a.body["status"], "queued", "{a:?}");
+    assert!(b.cf.comments("inc-capped").is_empty(), "no part of the list was forwarded");
+}

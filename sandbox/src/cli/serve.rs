@@ -69,6 +69,7 @@ pub async fn run(args: Args) -> CmdResult {
         agent_name: HALO_AGENT_NAME.into(),
         token_ttl_secs: 3600,
         default_actions_count: 20,
+        max_actions_count: None,
         port: port_opt(args.halo_port),
     })
     .map_err(|e| failed(format!("sandbox: cannot start the fake Halo on port {}: {e}", args.halo_port)))?;
