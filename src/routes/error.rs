@@ -62,9 +62,10 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    /// The answer; `correlation_id` (the request log line's) goes into the body of an error a request ended in.
+    pub fn into_response(self, correlation_id: Option<&str>) -> Response {
         let status = self.status();
-        let (body, retry_after) = match &self {
+        let (mut body, retry_after) = match &self {
             ApiError::DirectionOff(off) => (
                 json!({
                     "error": format!("{} is not configured", off.direction),
@@ -77,6 +78,9 @@ impl ApiError {
             }
             other => (json!({ "error": other.to_string() }), None),
         };
+        if let Some(id) = correlation_id {
+            body["correlationId"] = json!(id);
+        }
         let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
         if let Some(after) = retry_after {
             let secs = after.as_secs().max(1).to_string();
@@ -128,5 +132,5 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
     } else {
         ApiError::BadRequest("malformed request".into())
     };
-    Ok(error.into_response())
+    Ok(error.into_response(None))
 }

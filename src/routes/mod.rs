@@ -147,13 +147,28 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The one log line of a request. Outside text is logged with `?` (escaped); no secret, token, signature or query.
-#[derive(Default)]
+/// One request's log line. Its correlation id is in the line and in any error answer, so a sender's report of a
+/// failure finds the line that explains it (the answer itself says only what kind of failure it was).
 struct RequestLog {
+    correlation_id: String,
     event_id: Option<String>,
     reference: Option<String>,
     ticket_id: Option<i64>,
     outcome: &'static str,
     detail: Option<String>,
+}
+
+impl Default for RequestLog {
+    fn default() -> Self {
+        RequestLog {
+            correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
+            event_id: None,
+            reference: None,
+            ticket_id: None,
+            outcome: "",
+            detail: None,
+        }
+    }
 }
 
 impl RequestLog {
@@ -164,7 +179,7 @@ impl RequestLog {
             Err(e) => {
                 let detail = self.detail.or_else(|| Some(e.to_string()));
                 let outcome = e.outcome();
-                (e.into_response(), outcome, detail)
+                (e.into_response(Some(&self.correlation_id)), outcome, detail)
             }
         };
         let status = response.status().as_u16();
@@ -175,6 +190,7 @@ impl RequestLog {
                     route,
                     status,
                     outcome,
+                    correlation_id = self.correlation_id.as_str(),
                     event_id = self.event_id.as_deref(),
                     reference = self.reference.as_deref(),
                     ticket_id = self.ticket_id,

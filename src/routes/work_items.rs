@@ -84,10 +84,10 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
     let started = Instant::now();
     let invocation: Invocation = match serde_json::from_slice(&body) {
         Ok(invocation) => invocation,
-        Err(_) => return ApiError::BadRequest("not an invocation envelope".into()).into_response(),
+        Err(_) => return ApiError::BadRequest("not an invocation envelope".into()).into_response(None),
     };
     let Some(message) = invocation.message() else {
-        return ApiError::BadRequest("the envelope has no Data.item".into()).into_response();
+        return ApiError::BadRequest("the envelope has no Data.item".into()).into_response(None);
     };
     let dequeue_count = invocation.dequeue_count();
     let item = WorkItem::from_message(&message);
