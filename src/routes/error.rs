@@ -37,6 +37,8 @@ pub(crate) enum ApiError {
     LengthRequired,
     #[error("content type must be JSON")]
     UnsupportedMediaType,
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::header::headers_cloned())
         .and(limited_body())
         .and(with_app)
-        .then(|handler: Handler, headers, body, app| handler(app, headers, body));
+        .then(|handler: Handler, headers, body, app| guarded(handler(app, headers, body)));
     let invocation = warp::path!(String)
         .and_then(
             |segment: String| async move { work_items::function_for(&segment).ok_or_else(warp::reject::not_found) },
@@ -67,8 +67,21 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::post())
         .and(limited_body())
         .and(warp::any().map(move || invocation_app.clone()))
-        .then(|function, body, app| work_items::handle(function, app, body));
+        .then(|function, body, app| guarded(work_items::handle(function, app, body)));
     readiness.or(direction).unify().or(invocation).unify().recover(error::recover).unify()
+}
+
+/// Runs one request; a panic while handling it (in a dependency, on some input) fails that request with a 500 and
+/// a log line, and the process goes on serving (the release profile unwinds: `Cargo.toml`). Work a webhook spawned
+/// is already apart: its panic is a failed attempt, queued and then dead-lettered like any other.
+async fn guarded(request: impl std::future::Future<Output = Response>) -> Response {
+    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(status = 500, outcome = "panic", "request: the handler panicked; the request failed");
+            ApiError::Internal.into_response(None)
+        }
+    }
 }
 
 /// The body, at most `MAX_BODY_BYTES`. A declared length over the limit is a 413 without keeping the body; a
@@ -259,4 +272,15 @@ fn set_aside_reply(log: &mut RequestLog, status: &'static str, work_id: String) 
 
 fn json_reply(value: serde_json::Value) -> Response {
     warp::reply::json(&value).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_panic_fails_its_request_with_a_500_and_the_next_request_is_served() {
+        let failed = super::guarded(async { panic!("a dependency panicked") }).await;
+        assert_eq!(failed.status(), warp::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let served = super::guarded(async { warp::Reply::into_response(warp::reply()) }).await;
+        assert_eq!(served.status(), warp::http::StatusCode::OK);
+    }
 }

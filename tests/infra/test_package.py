@@ -181,3 +181,11 @@ def _run(cmd: list[str], ok_codes: tuple[int, ...] = (0,)) -> str | None:
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestReleaseProfile(unittest.TestCase):
+    def test_a_panic_unwinds_so_it_fails_one_request_not_the_process(self) -> None:
+        import tomllib
+
+        profile = tomllib.loads((c.ROOT / "Cargo.toml").read_text())["profile"]["release"]
+        self.assertNotEqual(profile.get("panic", "unwind"), "abort", "routes::guarded needs panics to unwind")
