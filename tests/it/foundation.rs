@@ -218,7 +218,7 @@ async fn help_prints_usage_and_exits_zero_and_a_typo_exits_two() {
         assert!(out.status.success(), "{flag}: {:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("Usage: handler"), "{text}");
-        for command in ["--check", "--list-settings", "--version"] {
+        for command in ["--check", "--list-settings", "--version", "dead-letters", "replay", "import-links"] {
             assert!(text.contains(command), "{flag} does not list {command}");
         }
     }
