@@ -163,10 +163,9 @@ param haloTenant string = ''
 @description('HALO_SCOPE: OAuth scope of the Halo token.')
 param haloScope string = 'all'
 
-@description('HALO_EXTERNAL_REF_FIELD: ticket field that carries cf|source|incidentId. Use thirdpartynumber to continue tickets created by Logic App 01.')
+@description('HALO_EXTERNAL_REF_FIELD: ticket field that carries cf|source|incidentId. thirdpartynumber (Logic App 01) is not a Halo ticket field and is refused; old tickets that carry it are still read.')
 @allowed([
   'supplier_reference'
-  'thirdpartynumber'
 ])
 param haloExternalRefField string = 'supplier_reference'
 

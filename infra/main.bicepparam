@@ -34,7 +34,7 @@ param haloApiBaseUrl = '<https://yourname.halopsa.com/api>'
 param haloClientId = '<halo-api-application-client-id>'
 // Hosted Halo: your tenant name; '' otherwise.
 param haloTenant = ''
-// 'thirdpartynumber' continues tickets created by Logic App 01; new installs can keep 'supplier_reference'.
+// The only ticket field accepted (Logic App 01's 'thirdpartynumber' is read from old tickets, never written).
 param haloExternalRefField = 'supplier_reference'
 
 // --- ContraForce -> Halo (directions 'both' or 'cf-webhook') ----------------------------------------------------

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::directions::cf_webhook::CfWebhook;
 use crate::directions::halo_webhook::HaloWebhook;
 use crate::directions::{Context, Direction, CF_WEBHOOK, HALO_WEBHOOK};
-use crate::domain::{RefLocation, TicketRefField};
+use crate::domain::RefLocation;
 use crate::halo::client::HaloClient;
 use crate::secrets::Secrets;
 use crate::store::claim::ClaimPolicy;
@@ -96,12 +96,7 @@ impl App {
         halo: &'a HaloClient,
         budget: Duration,
     ) -> Context<'a> {
-        let location = self
-            .config
-            .halo
-            .ready()
-            .map(|h| h.reference)
-            .unwrap_or(RefLocation::Field(TicketRefField::SupplierReference));
+        let location = self.config.halo.ready().map(|h| h.reference).unwrap_or(RefLocation::SupplierReference);
         let ttl_secs = self.config.claim_ttl.as_secs() as i64;
         let policy =
             ClaimPolicy { ttl_secs, settle_secs: (3 * self.config.upstream_timeout.as_secs() as i64).min(ttl_secs) };

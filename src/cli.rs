@@ -3,6 +3,7 @@
 use crate::app::App;
 use crate::config::{Config, Env};
 use crate::domain::unix_now;
+use crate::import_links::{self, Options};
 use crate::work::{Ledger, Replay};
 use crate::{check, settings, startup, telemetry};
 use std::process::ExitCode;
@@ -21,6 +22,12 @@ Commands:
   replay <work id> put a dead-lettered or uncertain item back on the work queue (idempotent: work that has
                    meanwhile been done is not done again); `replay --all` replays every dead letter
                    (run with the app's storage settings: AzureWebJobsStorage or the identity-based ones)
+  import-links [--dry-run] [--from-page N]
+                   cut-over from Logic App 01: scan Halo's tickets for `cf|source|id` references (also in
+                   thirdpartynumber) and record each as a link the bridge made (never overwriting one); one line
+                   per ticket and a summary; --dry-run writes nothing; run again to resume (linked ones are
+                   skipped), or --from-page N to start the scan at page N (of 100 tickets)
+                   (run with the app's storage and Halo settings)
   --version        print the version
   -h, --help       print this help
 ";
@@ -36,6 +43,7 @@ pub enum Command {
     DeadLetters,
     /// One work id, or `None` for every dead letter (`--all`).
     Replay(Option<String>),
+    ImportLinks(Options),
 }
 
 impl Command {
@@ -57,6 +65,7 @@ impl Command {
                     (Some(id), None) => Ok(Command::Replay(Some(id.to_string()))),
                 }
             }
+            Some("import-links") => return import_options(&args[1..]).map(Command::ImportLinks),
             Some(other) => return Err(format!("unknown argument `{other}`")),
         };
         match args.get(1) {
@@ -64,6 +73,24 @@ impl Command {
             None => Ok(command),
         }
     }
+}
+
+fn import_options(args: &[String]) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dry-run" => options.dry_run = true,
+            "--from-page" => {
+                options.from_page = match args.next().map(|n| n.parse::<i64>()) {
+                    Some(Ok(n)) if n >= 1 => n,
+                    _ => return Err("--from-page needs a page number (from 1)".into()),
+                }
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(options)
 }
 
 /// Runs the command line's command.
@@ -92,6 +119,7 @@ pub async fn run(args: &[String]) -> ExitCode {
         Command::Serve => serve().await,
         Command::DeadLetters => with_ledger(|ledger| Box::pin(list(ledger))).await,
         Command::Replay(id) => with_ledger(move |ledger| Box::pin(replay(ledger, id))).await,
+        Command::ImportLinks(options) => with_app(move |app| Box::pin(import(app, options))).await,
     }
 }
 
@@ -99,14 +127,22 @@ pub async fn run(args: &[String]) -> ExitCode {
 async fn with_ledger(
     command: impl FnOnce(Ledger) -> futures::future::BoxFuture<'static, Result<(), String>>,
 ) -> ExitCode {
-    let ledger = Config::from_env(&Env::from_process())
+    with_app(|app| match app.ledger {
+        Some(ledger) => command(ledger),
+        None => {
+            Box::pin(async { Err("no work ledger: set AzureWebJobsStorage (or the identity-based settings)".into()) })
+        }
+    })
+    .await
+}
+
+/// Runs an operator command on the app built from the process's settings, as the served handler builds it.
+async fn with_app(command: impl FnOnce(App) -> futures::future::BoxFuture<'static, Result<(), String>>) -> ExitCode {
+    let app = Config::from_env(&Env::from_process())
         .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-        .and_then(App::new)
-        .and_then(|app| {
-            app.ledger.ok_or_else(|| "no work ledger: set AzureWebJobsStorage (or the identity-based settings)".into())
-        });
-    match ledger {
-        Ok(ledger) => match command(ledger).await {
+        .and_then(App::new);
+    match app {
+        Ok(app) => match command(app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("handler: {e}");
@@ -130,6 +166,12 @@ async fn list(ledger: Ledger) -> Result<(), String> {
         let age = (now - r.updated_at).max(0) / 60;
         println!("{id}\t{:?}\tattempts={}\tupdated {age} min ago\t{}", r.state, r.attempts, r.reason);
     }
+    Ok(())
+}
+
+async fn import(app: App, options: Options) -> Result<(), String> {
+    let summary = import_links::run(&app, &options, |line| println!("{line}")).await.map_err(|e| e.to_string())?;
+    println!("{}{summary}", if options.dry_run { "dry run, nothing written: " } else { "" });
     Ok(())
 }
 
@@ -217,5 +259,13 @@ mod tests {
         assert!(Command::parse(&args(&["replay"])).unwrap_err().contains("work id"));
         assert!(Command::parse(&args(&["replay", "--al"])).unwrap_err().contains("--al"));
         assert!(Command::parse(&args(&["replay", "a", "b"])).unwrap_err().contains("unexpected"));
+        assert_eq!(Command::parse(&args(&["import-links"])), Ok(Command::ImportLinks(Options::default())));
+        assert_eq!(
+            Command::parse(&args(&["import-links", "--from-page", "3", "--dry-run"])),
+            Ok(Command::ImportLinks(Options { dry_run: true, from_page: 3 }))
+        );
+        assert!(Command::parse(&args(&["import-links", "--from-page", "0"])).unwrap_err().contains("page number"));
+        assert!(Command::parse(&args(&["import-links", "--from-page"])).unwrap_err().contains("page number"));
+        assert!(Command::parse(&args(&["import-links", "--dryrun"])).unwrap_err().contains("--dryrun"));
     }
 }

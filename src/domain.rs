@@ -94,30 +94,21 @@ impl<'de> serde::Deserialize<'de> for ExternalRef {
     }
 }
 
-/// Which ticket field carries `cf|source|incidentId`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketRefField {
-    /// A documented Halo ticket field with a search filter (`search_supplier_reference`; docs/halo-api.md).
-    SupplierReference,
-    /// What Logic App 01 writes; not a field of Halo's published ticket schema (docs/halo-api.md).
-    ThirdPartyNumber,
-}
-
-impl TicketRefField {
-    pub fn field_name(self) -> &'static str {
-        match self {
-            TicketRefField::SupplierReference => "supplier_reference",
-            TicketRefField::ThirdPartyNumber => "thirdpartynumber",
-        }
-    }
-}
-
-/// Where on a Halo ticket the reference is written.
+/// Where on a Halo ticket the bridge writes `cf|source|incidentId` (and looks for it first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefLocation {
+    /// `supplier_reference`: a field of Halo's ticket schema, with a search filter (docs/halo-api.md, Tickets).
+    SupplierReference,
+    /// A ticket custom field, by id (readable, not searchable).
     CustomField(i64),
-    Field(TicketRefField),
 }
+
+/// The ticket field `RefLocation::SupplierReference` names.
+pub const SUPPLIER_REFERENCE: &str = "supplier_reference";
+
+/// Where Logic App 01 wrote the reference. Not a field of Halo's ticket schema (Halo drops it on write:
+/// docs/halo-api.md, Tickets), so the bridge reads it from legacy tickets and never writes it.
+pub const LEGACY_REFERENCE: &str = "thirdpartynumber";
 
 /// A Halo ticket id.
 pub type TicketId = i64;

@@ -9,7 +9,7 @@
 //! 6. `work`: durable work (the work ledger and queue, dead letters, replay).
 //! 7. `directions`: each direction's exactly-once work, and the `Direction` list.
 //! 8. `app`: the clients and the store, and each direction's work built from them.
-//! 9. `routes`, `check`. 10. `startup`. 11. `cli`: the edges.
+//! 9. `routes`, `check`, `import_links`. 10. `startup`. 11. `cli`: the edges.
 
 pub mod app;
 pub mod availability;
@@ -21,6 +21,7 @@ pub mod directions;
 pub mod domain;
 pub mod halo;
 pub mod identity;
+pub mod import_links;
 pub mod keyvault;
 pub mod routes;
 pub mod secrets;

@@ -187,7 +187,7 @@ pub const SETTINGS: &[Setting] = &[
         Area::HaloApi,
         false,
         Some("supplier_reference"),
-        "Ticket field that carries the reference: `supplier_reference` or `thirdpartynumber` (Logic App 01).",
+        "Ticket field that carries the reference: `supplier_reference` (`thirdpartynumber` is refused: read, never written).",
     ),
     s(HALO_AUTH_URL, Area::HaloApi, true, None, "Halo authorisation server, e.g. https://yourname.halopsa.com/auth."),
     s(HALO_API_BASE_URL, Area::HaloApi, true, None, "Halo resource server, e.g. https://yourname.halopsa.com/api."),

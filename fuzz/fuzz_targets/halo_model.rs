@@ -3,7 +3,7 @@
 //! by item).
 #![no_main]
 
-use cf_halo_bridge::config::{RefLocation, TicketRefField};
+use cf_halo_bridge::domain::RefLocation;
 use cf_halo_bridge::domain::ExternalRef;
 use cf_halo_bridge::halo::model::{list_items, single_item, Action, Ticket};
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<Action>(data);
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     if let Ok(ticket) = serde_json::from_value::<Ticket>(value.clone()) {
-        for location in [RefLocation::CustomField(42), RefLocation::Field(TicketRefField::ThirdPartyNumber)] {
+        for location in [RefLocation::CustomField(42), RefLocation::SupplierReference] {
             for candidate in ticket.candidate_references(location) {
                 let _ = ExternalRef::parse(candidate);
             }

@@ -822,6 +822,11 @@ fn list_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
     if truthy(q.get("closed_only")) {
         list.retain(|t| t.hasbeenclosed);
     }
+    // `order` names the field to sort by (ids by default, as the store keeps them), `orderdesc` reverses it.
+    if let Some(field) = q.get("order").filter(|f| !f.eq_ignore_ascii_case("id")) {
+        let key = |t: &Ticket| ticket_json(t).get(field.as_str()).cloned().unwrap_or(Value::Null);
+        list.sort_by(|a, b| compare_values(&key(a), &key(b)).then(a.id.cmp(&b.id)));
+    }
     if truthy(q.get("orderdesc")) {
         list.reverse();
     }
@@ -838,6 +843,14 @@ fn list_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
     }
     body["tickets"] = Value::Array(list.into_iter().map(ticket_json).collect());
     Outgoing::json(200, &body)
+}
+
+/// Numbers by value, anything else by its text; a missing field sorts first.
+fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.as_str().unwrap_or_default().cmp(b.as_str().unwrap_or_default()),
+    }
 }
 
 fn list_actions(inner: &HaloInner, req: &Incoming) -> Outgoing {

@@ -362,6 +362,42 @@ async fn search_supplier_reference_is_a_case_insensitive_substring_search() {
     assert_eq!(body["tickets"][1]["id"], 1002);
 }
 
+/// What the recovery lookup and `handler import-links` send: a search read newest first in pages, each answer with
+/// the search's whole `record_count`.
+#[tokio::test]
+async fn searches_are_ordered_and_paged_with_the_whole_record_count() {
+    let halo = FakeHalo::start(HaloConfig::test());
+    let c = client();
+    let tok = token(&halo, &c).await;
+    for n in 0..120 {
+        let reference = format!("cf|defenderxdr|12{n}");
+        halo.create_ticket_direct(NewTicket { supplier_reference: Some(reference), ..NewTicket::default() });
+    }
+    halo.create_ticket_direct(NewTicket { supplier_reference: Some("cf|other|1".into()), ..NewTicket::default() });
+    let page = |n: u32| {
+        format!(
+            "{}/Tickets?search_supplier_reference=cf%7Cdefenderxdr%7C12&order=id&orderdesc=true\
+             &pageinate=true&page_size=50&page_no={n}",
+            halo.api_url()
+        )
+    };
+    let ids = |body: &Value| {
+        body["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
+    let (_, first) = get_json(&c, page(1), &tok).await;
+    assert_eq!(first["record_count"], 120, "the whole search, not the page");
+    assert_eq!(ids(&first), (1071..=1120).rev().collect::<Vec<_>>(), "newest first");
+    let (_, third) = get_json(&c, page(3), &tok).await;
+    assert_eq!(ids(&third), (1001..=1020).rev().collect::<Vec<_>>(), "the last 20");
+    let (_, beyond) = get_json(&c, page(4), &tok).await;
+    assert_eq!((beyond["record_count"].as_i64(), ids(&beyond).len()), (Some(120), 0));
+    let (_, big) =
+        get_json(&c, format!("{}/Tickets?pageinate=true&page_size=500&page_no=1", halo.api_url()), &tok).await;
+    assert_eq!(ids(&big).len(), 100, "a page holds at most 100");
+    let (_, by_ref) = get_json(&c, format!("{}/Tickets?order=supplier_reference&count=1", halo.api_url()), &tok).await;
+    assert_eq!(by_ref["tickets"][0]["supplier_reference"], "cf|defenderxdr|120", "ordered by the named field");
+}
+
 #[tokio::test]
 async fn post_actions_validates_and_stamps_the_application() {
     let halo = FakeHalo::start(HaloConfig::test());

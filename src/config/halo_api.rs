@@ -2,7 +2,7 @@
 
 use super::read::{base_url, positive_id, Reader};
 use crate::availability::Availability;
-use crate::domain::{RefLocation, TicketRefField};
+use crate::domain::{RefLocation, LEGACY_REFERENCE, SUPPLIER_REFERENCE};
 use crate::settings as names;
 
 #[derive(Debug, Clone)]
@@ -38,9 +38,24 @@ fn ref_location(r: &mut Reader<'_>) -> Option<RefLocation> {
     if r.optional(names::HALO_EXTERNAL_REF_FIELD_ID).is_some() {
         return r.optional_as(names::HALO_EXTERNAL_REF_FIELD_ID, positive_id).map(RefLocation::CustomField);
     }
-    r.optional_as(names::HALO_EXTERNAL_REF_FIELD, |field| match field.to_ascii_lowercase().as_str() {
-        "supplier_reference" => Ok(RefLocation::Field(TicketRefField::SupplierReference)),
-        "thirdpartynumber" => Ok(RefLocation::Field(TicketRefField::ThirdPartyNumber)),
-        other => Err(format!("`{other}` is not one of supplier_reference, thirdpartynumber")),
-    })
+    r.optional_as(names::HALO_EXTERNAL_REF_FIELD, ref_field)
+}
+
+/// The ticket field the reference is written to. `thirdpartynumber` is refused: Halo's ticket schema has no such
+/// field, so Halo drops it, and the lookup after an uncertain create could never find the ticket (a duplicate).
+fn ref_field(field: &str) -> Result<RefLocation, String> {
+    match field.to_ascii_lowercase().as_str() {
+        SUPPLIER_REFERENCE => Ok(RefLocation::SupplierReference),
+        LEGACY_REFERENCE => Err(format!(
+            "`{LEGACY_REFERENCE}` cannot be written: it is not a field of Halo's ticket schema, so Halo drops it and \
+             a ticket whose create answer was lost could never be found again (a second ticket would be created). \
+             Tickets of Logic App 01 that carry it are still read. Use `{SUPPLIER_REFERENCE}` (the default), or a \
+             custom field with {}",
+            names::HALO_EXTERNAL_REF_FIELD_ID
+        )),
+        other => Err(format!(
+            "`{other}` is not {SUPPLIER_REFERENCE}; for a custom field set {}",
+            names::HALO_EXTERNAL_REF_FIELD_ID
+        )),
+    }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::{RefLocation, TicketRefField};
+use crate::domain::RefLocation;
 
 fn full() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -35,7 +35,7 @@ fn full_configuration_enables_both_directions_with_defaults() {
     let halo = c.halo.ready().unwrap();
     assert_eq!(halo.auth_url, "https://x.halopsa.com/auth", "trailing slash trimmed");
     assert_eq!(halo.scope, "all");
-    assert_eq!(halo.reference, RefLocation::Field(TicketRefField::SupplierReference));
+    assert_eq!(halo.reference, RefLocation::SupplierReference);
     let out = c.cf_webhook.ready().unwrap();
     assert_eq!(out.max_skew, Duration::from_secs(300));
     assert_eq!(out.note_outcome, NoteOutcome::Name("Private Note".into()));
@@ -53,7 +53,7 @@ fn full_configuration_enables_both_directions_with_defaults() {
 fn empty_optional_values_mean_unset() {
     let c =
         with(&[("HALO_EXTERNAL_REF_FIELD_ID", ""), ("HALO_INTEGRATION_AGENT_ID", "  "), ("HALO_TENANT", "")]).unwrap();
-    assert_eq!(c.halo.ready().unwrap().reference, RefLocation::Field(TicketRefField::SupplierReference));
+    assert_eq!(c.halo.ready().unwrap().reference, RefLocation::SupplierReference);
     assert_eq!(c.halo.ready().unwrap().tenant, None);
     assert_eq!(c.halo_webhook.ready().unwrap().integration_agent_id, None);
 }
@@ -180,4 +180,20 @@ fn every_invalid_setting_is_reported_at_once() {
     for name in names {
         assert!(text.contains(&format!("invalid setting {name}")), "{text}");
     }
+}
+
+#[test]
+fn thirdpartynumber_is_refused_as_the_reference_field_saying_why_and_what_instead() {
+    for value in ["thirdpartynumber", "ThirdPartyNumber"] {
+        let err = with(&[("HALO_EXTERNAL_REF_FIELD", value)]).unwrap_err();
+        assert_eq!(err.names(), vec!["HALO_EXTERNAL_REF_FIELD"]);
+        let text = err.to_string();
+        for says in
+            ["not a field of Halo's ticket schema", "supplier_reference", "HALO_EXTERNAL_REF_FIELD_ID", "still read"]
+        {
+            assert!(text.contains(says), "{says}: {text}");
+        }
+    }
+    let c = with(&[("HALO_EXTERNAL_REF_FIELD", "Supplier_Reference")]).unwrap();
+    assert_eq!(c.halo.ready().unwrap().reference, RefLocation::SupplierReference);
 }

@@ -4,8 +4,7 @@
 use super::model::{list_items, single_item, Action, Ticket};
 use super::token::TokenSource;
 use crate::config::HaloApiConfig;
-use crate::domain::{ExternalRef, TicketId};
-use crate::domain::{RefLocation, TicketRefField};
+use crate::domain::{ExternalRef, RefLocation, TicketId};
 use crate::secrets::Secrets;
 use crate::upstream::{self, not_json, Answer, Deadline, Retry, UpstreamError};
 use reqwest::{Method, RequestBuilder};
@@ -19,6 +18,29 @@ const ACTIONS_PAGE: i64 = 1000;
 const MAX_ACTIONS: i64 = 20_000;
 /// How many recent tickets of a client are checked when looking for a ticket by a non-searchable reference.
 const RECENT_TICKETS: i64 = 100;
+/// The most tickets one page of `GET /Tickets` holds (docs/halo-api.md, Tickets).
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// The recovery lookup's page: the ticket it looks for is one of the newest, so small pages, newest first.
+const LOOKUP_PAGE_SIZE: i64 = 50;
+/// Pages the recovery lookup reads at most (the 1,000 newest tickets whose reference contains ours).
+const LOOKUP_MAX_PAGES: i64 = 20;
+
+/// One page of a paged ticket list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketPage {
+    pub tickets: Vec<Ticket>,
+    /// Every ticket the list holds, over all its pages.
+    pub record_count: Option<i64>,
+}
+
+impl TicketPage {
+    /// Whether a page after `page_no` (from 1, of `page_size`) may hold more: the tickets collected through this
+    /// page are fewer than `record_count` (or, without one, this page was full).
+    pub fn more_after(&self, page_no: i64, page_size: i64) -> bool {
+        let collected = (page_no - 1) * page_size + self.tickets.len() as i64;
+        !self.tickets.is_empty() && self.record_count.map_or(self.tickets.len() as i64 >= page_size, |n| collected < n)
+    }
+}
 
 pub struct HaloClient {
     http: reqwest::Client,
@@ -136,8 +158,30 @@ impl HaloClient {
         }
     }
 
+    /// One page of `GET /Tickets` (`pageinate=true`, `page_no` from 1, `page_size` at most 100) with `filters`.
+    pub async fn tickets_page(
+        &self,
+        filters: &[(&str, String)],
+        page_no: i64,
+        page_size: i64,
+        deadline: Deadline,
+    ) -> Result<TicketPage, UpstreamError> {
+        let mut query: Vec<(&str, String)> = filters.to_vec();
+        query.extend([
+            ("pageinate", "true".into()),
+            ("page_size", page_size.clamp(1, MAX_PAGE_SIZE).to_string()),
+            ("page_no", page_no.max(1).to_string()),
+        ]);
+        let answer = self.call(Method::GET, "Tickets", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
+        let (tickets, record_count) =
+            list_items::<Ticket>(&answer.body, "tickets").map_err(|e| not_json(SERVICE, e))?;
+        Ok(TicketPage { tickets, record_count })
+    }
+
     /// Looks for the ticket that carries exactly this reference (after a crash or an uncertain create). A Halo
-    /// search is fuzzy, so a result counts only if the ticket really carries our exact reference.
+    /// search matches any ticket whose reference *contains* ours (`cf|s|12` finds `cf|s|120`), so a result counts
+    /// only if it carries our exact reference, and the search is read newest first (the ticket an earlier attempt
+    /// created is among the newest), page by page, until found or the list ends.
     pub(crate) async fn find_ticket(
         &self,
         reference: &ExternalRef,
@@ -146,23 +190,34 @@ impl HaloClient {
         deadline: Deadline,
     ) -> Result<Option<TicketId>, UpstreamError> {
         let wanted = reference.to_string();
-        let query: Vec<(&str, String)> = match location {
-            RefLocation::Field(TicketRefField::SupplierReference) => {
-                vec![("search_supplier_reference", wanted.clone()), ("count", "50".into())]
+        let newest_first = [("order", "id".to_string()), ("orderdesc", "true".to_string())];
+        if location != RefLocation::SupplierReference {
+            // Custom fields cannot be searched (docs/halo-api.md, Tickets): check the client's most recent tickets.
+            let mut query = vec![("client_id", client_id.to_string()), ("count", RECENT_TICKETS.to_string())];
+            query.extend(newest_first);
+            let answer = self.call(Method::GET, "Tickets", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
+            let (tickets, _) = list_items::<Ticket>(&answer.body, "tickets").map_err(|e| not_json(SERVICE, e))?;
+            return Ok(exact_match(&tickets, location, &wanted));
+        }
+        let mut filters = vec![("search_supplier_reference", wanted.clone())];
+        filters.extend(newest_first);
+        for page_no in 1..=LOOKUP_MAX_PAGES {
+            let page = self.tickets_page(&filters, page_no, LOOKUP_PAGE_SIZE, deadline).await?;
+            if let Some(found) = exact_match(&page.tickets, location, &wanted) {
+                return Ok(Some(found));
             }
-            // Neither custom fields nor thirdpartynumber can be searched (docs/halo-api.md, Tickets): check the client's
-            // most recent tickets instead.
-            _ => vec![
-                ("client_id", client_id.to_string()),
-                ("count", RECENT_TICKETS.to_string()),
-                ("order", "id".into()),
-                ("orderdesc", "true".into()),
-            ],
-        };
-        let answer = self.call(Method::GET, "Tickets", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
-        let (tickets, _) = list_items::<Ticket>(&answer.body, "tickets").map_err(|e| not_json(SERVICE, e))?;
-        Ok(tickets.into_iter().filter(|t| t.reference_at(location) == Some(wanted.as_str())).map(|t| t.id).min())
+            if !page.more_after(page_no, LOOKUP_PAGE_SIZE) {
+                return Ok(None);
+            }
+        }
+        tracing::warn!(reference = %reference, pages = LOOKUP_MAX_PAGES, "no ticket with this exact reference among the newest");
+        Ok(None)
     }
+}
+
+/// The ticket carrying exactly `wanted` where the bridge writes it (the oldest, should there be two).
+fn exact_match(tickets: &[Ticket], location: RefLocation, wanted: &str) -> Option<TicketId> {
+    tickets.iter().filter(|t| t.reference_at(location) == Some(wanted)).map(|t| t.id).min()
 }
 
 fn saved_id(body: Value) -> Result<i64, UpstreamError> {
@@ -172,4 +227,37 @@ fn saved_id(body: Value) -> Result<i64, UpstreamError> {
         .and_then(crate::wire::lenient_i64)
         .filter(|id| *id > 0)
         .ok_or_else(|| UpstreamError::Broken { service: SERVICE, detail: "the answer carries no id".into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(id: i64, reference: &str) -> Ticket {
+        serde_json::from_value(serde_json::json!({"id": id, "supplier_reference": reference})).unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_reference_matches_not_a_longer_one_the_search_also_finds() {
+        let decoys: Vec<Ticket> = (0..60).map(|n| ticket(2000 - n, &format!("cf|defenderxdr|12{n}"))).collect();
+        let wanted = "cf|defenderxdr|12";
+        assert_eq!(exact_match(&decoys, RefLocation::SupplierReference, wanted), None);
+        let mut with_real = decoys;
+        with_real.push(ticket(1500, wanted));
+        assert_eq!(exact_match(&with_real, RefLocation::SupplierReference, wanted), Some(1500));
+        assert_eq!(exact_match(&with_real, RefLocation::CustomField(4), wanted), None, "only where it is written");
+    }
+
+    #[test]
+    fn paging_goes_on_while_fewer_than_record_count_are_collected() {
+        let page = |n: usize, count: Option<i64>| TicketPage {
+            tickets: (0..n as i64).map(|i| ticket(i + 1, "x")).collect(),
+            record_count: count,
+        };
+        assert!(page(50, Some(101)).more_after(2, 50), "100 of 101");
+        assert!(!page(1, Some(101)).more_after(3, 50), "101 of 101");
+        assert!(!page(50, Some(100)).more_after(2, 50));
+        assert!(!page(0, Some(500)).more_after(1, 50), "an empty page ends it whatever the count says");
+        assert!(page(50, None).more_after(1, 50) && !page(49, None).more_after(1, 50), "no count: a full page");
+    }
 }

@@ -1,6 +1,6 @@
 //! What we read from Halo's API, parsed leniently: Halo sends ids as numbers or strings, and `null` for flags.
 
-use crate::domain::{RefLocation, TicketRefField};
+use crate::domain::RefLocation;
 use crate::wire::lenient_i64;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -72,13 +72,6 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    fn field(&self, field: TicketRefField) -> Option<&str> {
-        match field {
-            TicketRefField::SupplierReference => self.supplier_reference.as_deref(),
-            TicketRefField::ThirdPartyNumber => self.thirdpartynumber.as_deref(),
-        }
-    }
-
     fn custom_field(&self, id: i64) -> Option<&str> {
         self.customfields.iter().find(|f| f.id == Some(id)).and_then(|f| f.value.as_ref()).and_then(Value::as_str)
     }
@@ -87,20 +80,16 @@ impl Ticket {
     pub(crate) fn reference_at(&self, location: RefLocation) -> Option<&str> {
         match location {
             RefLocation::CustomField(id) => self.custom_field(id),
-            RefLocation::Field(field) => self.field(field),
+            RefLocation::SupplierReference => self.supplier_reference.as_deref(),
         }
     }
 
-    /// The reference wherever a bridge or a Logic App may have written it: the configured place first, then the
-    /// other known ticket fields (tickets from Logic App 01 carry it in `thirdpartynumber`).
+    /// The reference wherever a bridge or a Logic App may have written it: the configured place first, then
+    /// `supplier_reference`, then `thirdpartynumber` (read only: tickets from Logic App 01 carry it there).
     pub fn candidate_references(&self, location: RefLocation) -> impl Iterator<Item = &str> {
-        [
-            self.reference_at(location),
-            self.field(TicketRefField::SupplierReference),
-            self.field(TicketRefField::ThirdPartyNumber),
-        ]
-        .into_iter()
-        .flatten()
+        [self.reference_at(location), self.supplier_reference.as_deref(), self.thirdpartynumber.as_deref()]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -173,7 +162,7 @@ mod tests {
         assert!(!t.hasbeenclosed);
         assert_eq!(t.reference_at(RefLocation::CustomField(42)), Some("cf|sentinel|x"));
         assert_eq!(t.reference_at(RefLocation::CustomField(7)), None, "non-string values are not references");
-        let found: Vec<_> = t.candidate_references(RefLocation::Field(TicketRefField::SupplierReference)).collect();
+        let found: Vec<_> = t.candidate_references(RefLocation::SupplierReference).collect();
         assert_eq!(found, vec!["cf|s|old"]);
     }
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"work"},
     {"directions"},
     {"app"},
-    {"routes", "check"},
+    {"routes", "check", "import_links"},
     {"startup"},
     {"cli"},
 ]

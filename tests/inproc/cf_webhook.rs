@@ -67,6 +67,33 @@ async fn a_stale_claim_is_taken_over_and_finds_the_ticket_its_holder_created() {
     assert_eq!(stored(&rig, "i-stale").await.ticket_id, Some(existing));
 }
 
+/// The search also finds every reference that contains ours (`…|12` finds `…|120`): the one with exactly ours is
+/// found newest first on the second page, behind 60 newer decoys (and not hidden by 60 older ones).
+#[tokio::test]
+async fn a_stale_claim_finds_its_ticket_exactly_among_prefix_matching_decoys() {
+    let rig = Rig::new();
+    let r = reference("12");
+    let decoy = |n: i64| {
+        rig.halo.create_ticket_direct(NewTicket {
+            supplier_reference: Some(format!("{r}{n}")),
+            client_id: Some(crate::support::DEFAULT_CLIENT),
+            ..NewTicket::default()
+        });
+    };
+    (0..60).for_each(decoy);
+    let existing = rig.halo.create_ticket_direct(NewTicket {
+        supplier_reference: Some(r.to_string()),
+        client_id: Some(crate::support::DEFAULT_CLIENT),
+        ..NewTicket::default()
+    });
+    (60..120).for_each(decoy);
+    rig.store.insert(&incident_key(&r), &claimed(&r, stale_claim())).await.unwrap();
+    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("12", 12)).await.unwrap();
+    assert_eq!(out, Outcome::Created(existing), "the real ticket, not a decoy and not a second ticket");
+    assert_eq!(rig.halo.count("POST", "/api/Tickets"), 0);
+    assert_eq!(rig.halo.count("GET", "/api/Tickets"), 2, "the second page had it");
+}
+
 #[tokio::test]
 async fn our_own_claim_landed_by_a_storage_retry_is_recognised() {
     let rig = Rig::new();

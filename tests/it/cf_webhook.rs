@@ -3,6 +3,7 @@
 use crate::support::*;
 use reqwest::StatusCode;
 use sandbox::faults::{Fault, Rule};
+use sandbox::halo::NewTicket;
 use serde_json::json;
 use std::time::Duration;
 
@@ -354,18 +355,52 @@ async fn the_tenant_goes_in_the_token_query_and_form() {
 }
 
 #[tokio::test]
-async fn with_thirdpartynumber_a_lost_create_is_found_among_the_clients_recent_tickets() {
-    let b = Bridge::start_with(|env| env.push(("HALO_EXTERNAL_REF_FIELD".into(), "thirdpartynumber".into()))).await;
+async fn with_a_custom_field_a_lost_create_is_found_among_the_clients_recent_tickets() {
+    let b = Bridge::start_with(|env| env.push(("HALO_EXTERNAL_REF_FIELD_ID".into(), "42".into()))).await;
     b.halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::ApplyThenBreak));
-    let first = b.send_cf("evt-tpn", &incident("inc-tpn", 71)).await;
+    let first = b.send_cf("evt-cfld", &incident("inc-cfld", 71)).await;
     assert_eq!(first.body["status"], "queued", "{first:?}");
-    let (second, _) = b.send_cf_until_done("evt-tpn", &incident("inc-tpn", 71)).await;
+    let (second, _) = b.send_cf_until_done("evt-cfld", &incident("inc-cfld", 71)).await;
     assert!(["created", "duplicate"].contains(&second.body["status"].as_str().unwrap()), "{second:?}");
     assert_eq!(b.halo.tickets().len(), 1);
-    assert_eq!(b.halo.tickets()[0].thirdpartynumber.as_deref(), Some("cf|sentinel|inc-tpn"));
+    assert_eq!(b.halo.tickets()[0].customfields[0].value, "cf|sentinel|inc-cfld");
+    assert_eq!(b.halo.tickets()[0].thirdpartynumber, None, "never written");
     let lookup = b.halo.requests().into_iter().find(|r| r.method == "GET" && r.path == "/api/Tickets").unwrap();
     assert_eq!(lookup.query_param("client_id").as_deref(), Some("1"), "the client's recent tickets");
-    assert!(lookup.query_param("thirdpartynumber").is_none(), "not a Halo filter: never relied on");
+    assert_eq!(lookup.query_param("orderdesc").as_deref(), Some("true"), "newest first");
+}
+
+/// A Halo search matches every reference that *contains* ours: with numeric incident ids, `cf|sentinel|12` also
+/// finds `…|120`, `…|1200`. After a lost create, the retry must find the one real ticket among 60 older and 60
+/// newer such decoys (newest first in pages of 50: on the second page) and create no second one.
+#[tokio::test]
+async fn a_lost_create_is_found_exactly_among_tickets_whose_reference_contains_it() {
+    let b = Bridge::start().await;
+    let decoys = |range: std::ops::Range<i64>| {
+        for n in range {
+            let reference = format!("cf|sentinel|12{n}");
+            b.halo.create_ticket_direct(NewTicket { supplier_reference: Some(reference), ..NewTicket::default() });
+        }
+    };
+    decoys(0..60);
+    b.halo.faults().push(Rule::once("POST", "/api/Tickets", Fault::ApplyThenBreak));
+    let first = b.send_cf("evt-12", &incident("12", 12)).await;
+    assert_eq!(first.body["status"], "queued", "{first:?}");
+    let real = b.halo.tickets().last().unwrap().id;
+    // Created before the retry can look (the lost create's claim settles for seconds first).
+    decoys(60..120);
+    let (second, _) = b.send_cf_until_done("evt-12", &incident("12", 12)).await;
+    assert!(["created", "duplicate"].contains(&second.body["status"].as_str().unwrap()), "{second:?}");
+    assert_eq!(second.body["ticketId"], real, "the real ticket");
+    assert_eq!(b.halo.count("POST", "/api/Tickets"), 1, "no second ticket");
+    let lookups: Vec<_> =
+        b.halo.requests().into_iter().filter(|r| r.method == "GET" && r.path == "/api/Tickets").collect();
+    let first_lookup = &lookups[0];
+    assert_eq!(first_lookup.query_param("search_supplier_reference").as_deref(), Some("cf|sentinel|12"));
+    assert_eq!(first_lookup.query_param("order").as_deref(), Some("id"));
+    assert_eq!(first_lookup.query_param("orderdesc").as_deref(), Some("true"));
+    assert_eq!(first_lookup.query_param("pageinate").as_deref(), Some("true"));
+    assert!(lookups.iter().any(|r| r.query_param("page_no").as_deref() == Some("2")), "read on to the second page");
 }
 
 /// What each kind of event costs upstream: Table Storage calls counted by a proxy in front of Azurite,

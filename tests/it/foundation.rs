@@ -160,6 +160,28 @@ async fn an_invalid_setting_stops_the_start_naming_the_variable() {
     assert!(stderr.contains("invalid setting HALO_DEFAULT_CLIENT_ID"), "{stderr}");
 }
 
+/// `thirdpartynumber` is not a Halo ticket field: a start asked to write the reference there stops, saying why and
+/// what to use instead.
+#[tokio::test]
+async fn writing_the_reference_to_thirdpartynumber_is_refused_at_start() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("HALO_EXTERNAL_REF_FIELD", "thirdpartynumber")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for says in
+        ["invalid setting HALO_EXTERNAL_REF_FIELD", "Halo drops it", "supplier_reference", "HALO_EXTERNAL_REF_FIELD_ID"]
+    {
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
+}
+
 /// Every invalid value is named in one start, `LOG_LEVEL` included (a bare word would otherwise silence every log
 /// line), and `--check` says the same with its summary line.
 #[tokio::test]
@@ -196,7 +218,7 @@ async fn help_prints_usage_and_exits_zero_and_a_typo_exits_two() {
         assert!(out.status.success(), "{flag}: {:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.starts_with("Usage: handler"), "{text}");
-        for command in ["--check", "--list-settings", "--version"] {
+        for command in ["--check", "--list-settings", "--version", "dead-letters", "replay", "import-links"] {
             assert!(text.contains(command), "{flag} does not list {command}");
         }
     }

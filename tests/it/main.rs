@@ -8,6 +8,7 @@ mod fake_vault;
 mod foundation;
 mod halo_webhook;
 mod hostile;
+mod import_links;
 mod keyvault;
 mod managed_identity;
 mod package;

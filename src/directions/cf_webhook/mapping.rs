@@ -2,7 +2,7 @@
 
 use crate::cf::event::Incident;
 use crate::config::{CfWebhookConfig, NoteOutcome};
-use crate::domain::{EventId, RefLocation, TicketId};
+use crate::domain::{EventId, RefLocation, TicketId, SUPPLIER_REFERENCE};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 
@@ -99,8 +99,8 @@ pub fn new_ticket(incident: &Incident, cfg: &CfWebhookConfig, location: RefLocat
         RefLocation::CustomField(id) => {
             ticket.insert("customfields".into(), json!([{ "id": id, "value": reference.to_string() }]));
         }
-        RefLocation::Field(field) => {
-            ticket.insert(field.field_name().into(), reference.to_string().into());
+        RefLocation::SupplierReference => {
+            ticket.insert(SUPPLIER_REFERENCE.into(), reference.to_string().into());
         }
     }
     Value::Object(ticket)
@@ -135,7 +135,7 @@ mod tests {
     use super::*;
     use crate::cf::event::{Alert, Entity, Owner};
     use crate::config::{Config, Env};
-    use crate::domain::{ExternalRef, TicketRefField};
+    use crate::domain::ExternalRef;
 
     fn cfg() -> CfWebhookConfig {
         let env = Env::from_pairs([
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn ticket_uses_the_maps_and_the_reference_location() {
-        let t = new_ticket(&incident(), &cfg(), RefLocation::Field(TicketRefField::SupplierReference));
+        let t = new_ticket(&incident(), &cfg(), RefLocation::SupplierReference);
         assert_eq!(t["client_id"], 2, "HALO_CLIENT_MAP is case-insensitive on the account id");
         assert_eq!(t["tickettype_id"], 29);
         assert_eq!(t["priority_id"], 2, "priority is an integer");
@@ -208,8 +208,6 @@ mod tests {
         let t = new_ticket(&incident(), &cfg(), RefLocation::CustomField(42));
         assert_eq!(t["customfields"], json!([{"id": 42, "value": "cf|sentinel|inc-<1>"}]));
         assert!(t.get("supplier_reference").is_none() && t.get("thirdpartynumber").is_none());
-        let t = new_ticket(&incident(), &cfg(), RefLocation::Field(TicketRefField::ThirdPartyNumber));
-        assert_eq!(t["thirdpartynumber"], "cf|sentinel|inc-<1>");
     }
 
     #[test]
