@@ -257,6 +257,7 @@ async fn link(halo: &HaloClient, store: &Store, found: &Found, closed: bool, dry
         claim: Claim::released(),
         lookup_needed: false,
         created_by_event: None,
+        created_by_delivery: None,
     };
     match store.insert(&incident_key, &created).await {
         Ok(_) => Ok(Verdict::Linked),
@@ -319,6 +320,7 @@ mod tests {
             claim: Claim::released(),
             lookup_needed: false,
             created_by_event: None,
+            created_by_delivery: None,
         }
     }
 

@@ -28,8 +28,14 @@ pub const DEAD_LETTER_FUNCTION: &str = "dead-letters";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum WorkItem {
-    /// A verified ContraForce delivery; its body is in the ledger record.
-    CfEvent { reference: String, event_id: String },
+    /// A verified ContraForce delivery; its body is in the ledger record, `signed_at` its signed time (together
+    /// the delivery's identity, `cf::signature::delivery_id`).
+    CfEvent {
+        reference: String,
+        event_id: String,
+        #[serde(default)]
+        signed_at: i64,
+    },
     /// Bring one Halo ticket up to date in ContraForce (its new public actions, its close).
     HaloTicket { ticket: TicketId },
     /// Forward one Halo action again (a replayed dead letter or uncertain comment).
@@ -42,7 +48,7 @@ impl WorkItem {
     /// The work id: the same work always has the same id (the ledger's row key, the answer's `workId`).
     pub fn id(&self) -> String {
         match self {
-            WorkItem::CfEvent { reference, event_id } => format!("cf-{}-{}", digest(reference), digest(event_id)),
+            WorkItem::CfEvent { reference, event_id, .. } => format!("cf-{}-{}", digest(reference), digest(event_id)),
             WorkItem::HaloTicket { ticket } => format!("halo-{ticket}"),
             WorkItem::HaloAction { ticket, action } => format!("halo-{ticket}-act-{action}"),
             WorkItem::HaloClose { ticket } => format!("halo-{ticket}-close"),
@@ -313,9 +319,9 @@ mod tests {
 
     #[test]
     fn work_ids_are_stable_and_distinct() {
-        let cf = WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e1".into() };
+        let cf = WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e1".into(), signed_at: 1 };
         assert_eq!(cf.id(), cf.clone().id());
-        assert_ne!(cf.id(), WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e2".into() }.id());
+        assert_ne!(cf.id(), WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e2".into(), signed_at: 1 }.id());
         assert_eq!(WorkItem::HaloAction { ticket: 7, action: 3 }.id(), "halo-7-act-3");
         let back = WorkItem::from_message(&WorkItem::HaloClose { ticket: 7 }.to_message());
         assert_eq!(back, Some(WorkItem::HaloClose { ticket: 7 }));
@@ -325,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn queued_work_is_recorded_before_it_is_sent_and_goes_when_done() {
         let (ledger, queue, _) = ledger();
-        let item = WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e1".into() };
+        let item = WorkItem::CfEvent { reference: "cf|s|1".into(), event_id: "e1".into(), signed_at: 1 };
         let id = ledger.enqueue(&item, Some("{\"body\":1}"), "Halo answered 503", None).await.unwrap();
         assert_eq!(queue.sent.lock().unwrap().len(), 1);
         assert_eq!(ledger.body(&item).await.unwrap().as_deref(), Some("{\"body\":1}"));

@@ -151,9 +151,10 @@ proptest! {
         drop_ts in any::<bool>(),
     ) {
         let h = headers((!drop_sig).then_some(sig.as_str()), (!drop_ts).then_some(ts.as_str()));
-        if let Ok(MatchedSecret(i)) = verify(&[SECRET], h, &body, now, skew) {
+        if let Ok(MatchedSecret(i, signed_at)) = verify(&[SECRET], h, &body, now, skew) {
             prop_assert_eq!(i, 0);
             let parsed: i64 = ts.parse().unwrap();
+            prop_assert_eq!(signed_at, parsed);
             prop_assert_eq!(sig, sign(SECRET, parsed, &body));
         }
     }
@@ -168,7 +169,7 @@ proptest! {
     ) {
         let good = sign(SECRET, NOW, &body);
         let ts = NOW.to_string();
-        prop_assert_eq!(verify(&[SECRET], headers(Some(&good), Some(&ts)), &body, NOW, SKEW), Ok(MatchedSecret(0)));
+        prop_assert_eq!(verify(&[SECRET], headers(Some(&good), Some(&ts)), &body, NOW, SKEW), Ok(MatchedSecret(0, NOW)));
         let i = 7 + at.index(64);
         let mut tampered = good.clone();
         tampered.replace_range(i..i + 1, &with);
@@ -210,7 +211,7 @@ fn signature_checks_handle_huge_bodies_and_headers() {
     let body = vec![b'{'; 4 * 1024 * 1024];
     let sig = sign(SECRET, NOW, &body);
     let ts = NOW.to_string();
-    assert_eq!(verify(&[SECRET], headers(Some(&sig), Some(&ts)), &body, NOW, SKEW), Ok(MatchedSecret(0)));
+    assert_eq!(verify(&[SECRET], headers(Some(&sig), Some(&ts)), &body, NOW, SKEW), Ok(MatchedSecret(0, NOW)));
     let huge_header = format!("sha256={}", "a".repeat(64 * 1024));
     let huge_ts = "1".repeat(64 * 1024);
     assert_eq!(

@@ -37,9 +37,9 @@ pub struct SignatureHeaders<'a> {
     pub timestamp: Option<&'a str>,
 }
 
-/// Which of the accepted secrets matched (the previous one only during a rotation's grace window).
+/// Which of the accepted secrets matched (the previous one only during a rotation's grace window), and the signed time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MatchedSecret(pub usize);
+pub struct MatchedSecret(pub usize, pub i64);
 
 /// The header value a sender computes: `sha256=<lowercase hex>`.
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
@@ -71,6 +71,14 @@ fn parse_signature(raw: &str) -> Result<[u8; 32], SignatureError> {
     Ok(digest)
 }
 
+/// What identifies one signed delivery whatever event id comes with it (the id is not signed): its signed time
+/// and body. A captured delivery sent again with new event ids is still this one delivery.
+pub fn delivery_id(signed_at: i64, body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = Sha256::new().chain_update(signed_at.to_string()).chain_update(b".").chain_update(body).finalize();
+    hex::encode(&digest[..16])
+}
+
 /// Verifies a delivery against each accepted secret (current first). `now` is Unix seconds.
 pub fn verify(
     secrets: &[&[u8]],
@@ -91,7 +99,7 @@ pub fn verify(
     let mut matched = None;
     for (index, secret) in secrets.iter().enumerate() {
         if mac(secret, timestamp, body).verify_slice(&digest).is_ok() && matched.is_none() {
-            matched = Some(MatchedSecret(index));
+            matched = Some(MatchedSecret(index, timestamp));
         }
     }
     matched.ok_or(SignatureError::Mismatch)
@@ -108,6 +116,16 @@ mod tests {
     const VECTOR: &str = "sha256=e3de0faf4c98950fa79c55150593c176583557c172250e88f7a81ce7da4f59ae";
     const SKEW: Duration = Duration::from_secs(300);
 
+    #[test]
+    fn a_delivery_is_its_signed_time_and_body() {
+        assert_eq!(delivery_id(TS, BODY), delivery_id(TS, BODY));
+        assert_ne!(delivery_id(TS, BODY), delivery_id(TS + 1, BODY));
+        assert_ne!(delivery_id(TS, BODY), delivery_id(TS, b"{}"));
+        // The separator keeps the time and the body apart.
+        assert_ne!(delivery_id(1, b"2{}"), delivery_id(12, b"{}"));
+        assert_eq!(delivery_id(TS, BODY).len(), 32);
+    }
+
     fn headers<'a>(signature: &'a str, timestamp: &'a str) -> SignatureHeaders<'a> {
         SignatureHeaders { signature: Some(signature), timestamp: Some(timestamp) }
     }
@@ -115,7 +133,7 @@ mod tests {
     #[test]
     fn the_contract_test_vector_signs_and_verifies() {
         assert_eq!(sign(SECRET, TS, BODY), VECTOR);
-        assert_eq!(verify(&[SECRET], headers(VECTOR, "1776870000"), BODY, TS, SKEW), Ok(MatchedSecret(0)));
+        assert_eq!(verify(&[SECRET], headers(VECTOR, "1776870000"), BODY, TS, SKEW), Ok(MatchedSecret(0, TS)));
     }
 
     #[test]
@@ -190,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_previous_secret_matches_during_a_rotation() {
-        assert_eq!(verify(&[b"new", SECRET], headers(VECTOR, "1776870000"), BODY, TS, SKEW), Ok(MatchedSecret(1)));
+        assert_eq!(verify(&[b"new", SECRET], headers(VECTOR, "1776870000"), BODY, TS, SKEW), Ok(MatchedSecret(1, TS)));
         assert_eq!(verify(&[], headers(VECTOR, "1776870000"), BODY, TS, SKEW), Err(SignatureError::Mismatch));
     }
 

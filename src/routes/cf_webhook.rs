@@ -37,17 +37,18 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     let keys: Vec<&[u8]> = accepted.iter().map(|(s, _)| s.expose().as_bytes()).collect();
     let signed =
         SignatureHeaders { signature: header(headers, "x-cf-signature"), timestamp: header(headers, "x-cf-timestamp") };
-    match signature::verify(&keys, signed, &body, unix_now(), cfg.max_skew) {
+    let signed_at = match signature::verify(&keys, signed, &body, unix_now(), cfg.max_skew) {
         Ok(matched) => {
             if accepted[matched.0].1 == Generation::Previous {
                 tracing::info!(event_id = ?event_id.as_str(), "signature matched the previous CF webhook secret (rotation grace window)");
             }
+            matched.1
         }
         Err(reason) => {
             log.detail = Some(reason.to_string());
             return Err(ApiError::InvalidSignature);
         }
-    }
+    };
 
     let raw = body;
     let body = event::Body::read(&raw);
@@ -68,12 +69,14 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     let incident = envelope.incident;
     log.reference = Some(incident.reference.to_string());
 
-    let item = WorkItem::CfEvent { reference: incident.reference.to_string(), event_id: event_id.to_string() };
+    let item =
+        WorkItem::CfEvent { reference: incident.reference.to_string(), event_id: event_id.to_string(), signed_at };
+    let delivery = signature::delivery_id(signed_at, &raw);
     let verified = String::from_utf8_lossy(&raw).into_owned();
     let work_app = app.clone();
     let inline = finish_inline(&app, item, Some(verified), async move {
         let work = work_app.cf_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
-        Ok(work.deliver(&event_id, &incident).await)
+        Ok(work.deliver(&event_id, &delivery, &incident).await)
     })
     .await?;
     let outcome = match inline {

@@ -173,7 +173,7 @@ fn failed(failure: impl WorkFailure) -> Failed {
 async fn run(app: &App, ledger: &Ledger, item: &WorkItem) -> Result<Result<(), Failed>, String> {
     let off = |off: crate::app::DirectionOff| format!("{} is off", off.direction);
     match item {
-        WorkItem::CfEvent { event_id, .. } => {
+        WorkItem::CfEvent { event_id, signed_at, .. } => {
             let body = match ledger.body(item).await {
                 Ok(Some(body)) => body,
                 // No record: the work was done (and its record removed) by an earlier delivery of this message.
@@ -186,7 +186,8 @@ async fn run(app: &App, ledger: &Ledger, item: &WorkItem) -> Result<Result<(), F
                 return Ok(Err(Failed { is_permanent: true, reason, retry_after: None }));
             };
             let work = app.cf_webhook(REQUEST_BUDGET).map_err(off)?;
-            Ok(work.deliver(&event_id, &envelope.incident).await.map(drop).map_err(failed))
+            let delivery = crate::cf::signature::delivery_id(*signed_at, body.as_bytes());
+            Ok(work.deliver(&event_id, &delivery, &envelope.incident).await.map(drop).map_err(failed))
         }
         WorkItem::HaloTicket { ticket } | WorkItem::HaloClose { ticket } => {
             let work = app.halo_webhook(REQUEST_BUDGET).map_err(off)?;

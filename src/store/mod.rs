@@ -109,19 +109,22 @@ impl Store {
         }
     }
 
-    /// Two records of one partition in one round trip (the cf-webhook's single read per delivery).
-    pub(crate) async fn get_pair<A: DeserializeOwned, B: DeserializeOwned>(
+    /// Three records of one partition in one round trip (the cf-webhook's single read per delivery).
+    pub(crate) async fn get_three<A: DeserializeOwned, B: DeserializeOwned, C: DeserializeOwned>(
         &self,
         a: &Key,
         b: &Key,
-    ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>), StoreError> {
-        debug_assert_eq!(a.partition, b.partition, "one query reads one partition");
-        let mut found = (None, None);
-        for (row, props, etag) in self.table.get_rows(&a.partition, &[&a.row, &b.row]).await? {
+        c: &Key,
+    ) -> Result<(Option<Versioned<A>>, Option<Versioned<B>>, Option<Versioned<C>>), StoreError> {
+        debug_assert!(a.partition == b.partition && b.partition == c.partition, "one query reads one partition");
+        let mut found = (None, None, None);
+        for (row, props, etag) in self.table.get_rows(&a.partition, &[&a.row, &b.row, &c.row]).await? {
             if row == a.row {
                 found.0 = Some(Versioned { value: from_props(props)?, etag });
             } else if row == b.row {
                 found.1 = Some(Versioned { value: from_props(props)?, etag });
+            } else if row == c.row {
+                found.2 = Some(Versioned { value: from_props(props)?, etag });
             }
         }
         Ok(found)

@@ -1,7 +1,7 @@
 //! The records the bridge keeps, and where each lives.
 //!
 //! Per incident (partition `inc-<digest(ref)>`): the incident claim/link (`incident`) and one record per event id
-//! (`evt-<digest(event id)>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
+//! (`evt-<digest(event id)>`), and one per signed delivery that became a note (`dlv-<delivery id>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
 //! forwarded or own action (`act-<id>`). The work ledger (partition `work`): one record per piece of durable work
 //! that is queued, dead-lettered or of uncertain outcome, keyed by its work id.
 
@@ -19,6 +19,11 @@ pub fn event_key(reference: &ExternalRef, event_id: &EventId) -> Key {
         partition: format!("inc-{}", digest(&reference.to_string())),
         row: format!("evt-{}", digest(event_id.as_str())),
     }
+}
+
+/// One signed delivery (`cf::signature::delivery_id`), in its incident's partition.
+pub fn delivery_key(reference: &ExternalRef, delivery: &str) -> Key {
+    Key { partition: format!("inc-{}", digest(&reference.to_string())), row: format!("dlv-{delivery}") }
 }
 
 pub fn ticket_key(ticket_id: TicketId) -> Key {
@@ -83,6 +88,17 @@ pub struct IncidentRecord {
     pub lookup_needed: bool,
     #[serde(default)]
     pub created_by_event: Option<String>,
+    /// The signed delivery that created the ticket: sent again under another event id, it is a duplicate.
+    #[serde(default)]
+    pub created_by_delivery: Option<String>,
+}
+
+/// A signed delivery that became a note, and under which event id: the same delivery under another id is a replay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub ticket_id: TicketId,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -14,6 +14,7 @@ fn claimed(r: &cf_halo_bridge::domain::ExternalRef, claim: cf_halo_bridge::store
         claim,
         lookup_needed: false,
         created_by_event: None,
+        created_by_delivery: None,
     }
 }
 
@@ -24,7 +25,13 @@ async fn stored(rig: &Rig, id: &str) -> IncidentRecord {
 #[tokio::test]
 async fn fresh_incident_creates_one_ticket_and_links_it() {
     let rig = Rig::new();
-    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("i-fresh", 1)).await.unwrap();
+    let out = rig
+        .app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident("i-fresh", 1))
+        .await
+        .unwrap();
     let Outcome::Created(ticket) = out else { panic!("{out:?}") };
     assert_eq!(rig.tickets(), 1);
     let record = stored(&rig, "i-fresh").await;
@@ -37,12 +44,12 @@ async fn fresh_incident_creates_one_ticket_and_links_it() {
 async fn a_redelivery_is_a_duplicate_and_a_later_event_one_note_once() {
     let rig = Rig::new();
     let inc = incident("i-dup", 2);
-    let created = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &inc).await.unwrap();
-    let again = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &inc).await.unwrap();
+    let created = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), "delivery-e1", &inc).await.unwrap();
+    let again = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), "delivery-e1", &inc).await.unwrap();
     assert_eq!(again, Outcome::Duplicate(created.ticket_id()));
-    let later = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e2"), &inc).await.unwrap();
+    let later = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e2"), "delivery-e2", &inc).await.unwrap();
     assert_eq!(later, Outcome::Updated(created.ticket_id()));
-    let later_again = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e2"), &inc).await.unwrap();
+    let later_again = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e2"), "delivery-e2", &inc).await.unwrap();
     assert_eq!(later_again, Outcome::Duplicate(created.ticket_id()));
     assert_eq!(rig.halo.count("POST", "/api/Tickets"), 1);
     assert_eq!(rig.halo.count("POST", "/api/Actions"), 1, "one note for the later event, however often it comes");
@@ -61,7 +68,13 @@ async fn a_stale_claim_is_taken_over_and_finds_the_ticket_its_holder_created() {
     });
     let record = claimed(&r, stale_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
-    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("i-stale", 3)).await.unwrap();
+    let out = rig
+        .app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident("i-stale", 3))
+        .await
+        .unwrap();
     assert_eq!(out, Outcome::Created(existing), "the ticket the crashed attempt made is linked, not a second one");
     assert_eq!(rig.halo.count("POST", "/api/Tickets"), 0);
     assert_eq!(stored(&rig, "i-stale").await.ticket_id, Some(existing));
@@ -88,7 +101,8 @@ async fn a_stale_claim_finds_its_ticket_exactly_among_prefix_matching_decoys() {
     });
     (60..120).for_each(decoy);
     rig.store.insert(&incident_key(&r), &claimed(&r, stale_claim())).await.unwrap();
-    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("12", 12)).await.unwrap();
+    let out =
+        rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), "delivery-e1", &incident("12", 12)).await.unwrap();
     assert_eq!(out, Outcome::Created(existing), "the real ticket, not a decoy and not a second ticket");
     assert_eq!(rig.halo.count("POST", "/api/Tickets"), 0);
     assert_eq!(rig.halo.count("GET", "/api/Tickets"), 2, "the second page had it");
@@ -99,7 +113,8 @@ async fn our_own_claim_landed_by_a_storage_retry_is_recognised() {
     let rig = Rig::new();
     // The claim's insert lands, but answers 409 as a retried insert meeting its own first attempt would.
     rig.table.answer_next_writes_ambiguously(1);
-    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("i-own", 4)).await.unwrap();
+    let out =
+        rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), "delivery-e1", &incident("i-own", 4)).await.unwrap();
     assert!(matches!(out, Outcome::Created(_)), "{out:?}: our own claim must not be waited on as another's");
     assert_eq!(rig.tickets(), 1);
     assert_eq!(stored(&rig, "i-own").await.state, IncidentState::Created);
@@ -112,7 +127,13 @@ async fn our_own_takeover_landed_by_a_storage_retry_still_looks_first() {
     let record = claimed(&r, stale_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
     rig.table.answer_next_writes_ambiguously(1);
-    let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("i-own-takeover", 5)).await.unwrap();
+    let out = rig
+        .app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident("i-own-takeover", 5))
+        .await
+        .unwrap();
     assert!(matches!(out, Outcome::Created(_)), "{out:?}");
     assert_eq!(rig.halo.count("GET", "/api/Tickets"), 1, "a takeover looks in Halo before creating");
     assert_eq!(rig.tickets(), 1);
@@ -124,7 +145,13 @@ async fn a_live_claim_is_waited_on_then_given_up_without_calling_halo() {
     let r = reference("i-busy");
     let record = claimed(&r, live_claim());
     rig.store.insert(&incident_key(&r), &record).await.unwrap();
-    let err = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident("i-busy", 6)).await.unwrap_err();
+    let err = rig
+        .app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident("i-busy", 6))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CfWebhookError::InFlight), "{err:?}");
     assert_eq!(rig.halo.requests().len(), 0, "nothing reaches Halo while another delivery holds the incident");
     assert_eq!(stored(&rig, "i-busy").await.claim, record.claim, "the holder's claim is left alone");
@@ -137,9 +164,13 @@ async fn concurrent_deliveries_of_one_new_incident_make_one_ticket_and_one_note_
     let tasks: Vec<_> = (0..8)
         .map(|n| {
             let (rig, inc) = (rig.clone(), inc.clone());
-            tokio::spawn(
-                async move { rig.app.cf_webhook(BUDGET).unwrap().deliver(&event(&format!("e{n}")), &inc).await },
-            )
+            tokio::spawn(async move {
+                rig.app
+                    .cf_webhook(BUDGET)
+                    .unwrap()
+                    .deliver(&event(&format!("e{n}")), &format!("delivery-{n}"), &inc)
+                    .await
+            })
         })
         .collect();
     let mut retry = Vec::new();
@@ -152,12 +183,23 @@ async fn concurrent_deliveries_of_one_new_incident_make_one_ticket_and_one_note_
     }
     // The sender retries what was answered 503; each retry completes.
     for n in retry {
-        rig.app.cf_webhook(BUDGET).unwrap().deliver(&event(&format!("e{n}")), &inc).await.unwrap();
+        rig.app
+            .cf_webhook(BUDGET)
+            .unwrap()
+            .deliver(&event(&format!("e{n}")), &format!("delivery-{n}"), &inc)
+            .await
+            .unwrap();
     }
     assert_eq!(rig.tickets(), 1, "one ticket however the deliveries interleave");
     assert_eq!(rig.halo.count("POST", "/api/Actions"), 7, "one note per later event");
     for n in 0..8 {
-        let out = rig.app.cf_webhook(BUDGET).unwrap().deliver(&event(&format!("e{n}")), &inc).await.unwrap();
+        let out = rig
+            .app
+            .cf_webhook(BUDGET)
+            .unwrap()
+            .deliver(&event(&format!("e{n}")), &format!("delivery-{n}"), &inc)
+            .await
+            .unwrap();
         assert!(matches!(out, Outcome::Duplicate(_)), "e{n}: {out:?}");
     }
 }

@@ -11,7 +11,13 @@ use sandbox::faults::{Fault, Rule};
 use sandbox::halo::NewAction;
 
 async fn ticketed(rig: &Rig, id: &str) -> TicketId {
-    rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident(id, 1)).await.unwrap().ticket_id()
+    rig.app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident(id, 1))
+        .await
+        .unwrap()
+        .ticket_id()
 }
 
 fn note(rig: &Rig, ticket: TicketId, text: &str) -> i64 {

@@ -8,7 +8,13 @@ use sandbox::halo::NewAction;
 
 /// A ticket the bridge created for a new incident, and its incident id.
 async fn ticketed(rig: &Rig, id: &str) -> TicketId {
-    rig.app.cf_webhook(BUDGET).unwrap().deliver(&event("e1"), &incident(id, 1)).await.unwrap().ticket_id()
+    rig.app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident(id, 1))
+        .await
+        .unwrap()
+        .ticket_id()
 }
 
 fn note(rig: &Rig, ticket: TicketId, text: &str) -> i64 {

@@ -249,11 +249,12 @@ async fn a_create_that_timed_out_is_found_not_repeated() {
 async fn twenty_concurrent_deliveries_of_one_incident_make_one_ticket() {
     let b = std::sync::Arc::new(Bridge::start().await);
     b.halo.faults().push(Rule::always("POST", "/api/Tickets", Fault::DelayBefore(Duration::from_millis(300))));
-    let body = incident("inc-race", 8);
+    // Five events of one incident (each its own delivery), each delivered four times at once.
+    let bodies: Vec<_> = (0..5).map(|_| incident("inc-race", 8)).collect();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let b = b.clone();
-            let body = body.clone();
+            let body = bodies[i % 5].clone();
             tokio::spawn(async move { b.send_cf_until_done(&format!("evt-race-{}", i % 5), &body).await })
         })
         .collect();
@@ -431,7 +432,7 @@ async fn each_event_costs_the_fewest_upstream_calls() {
 
     let before = b.storage_counts();
     assert_eq!(b.send_cf("evt-later", &incident("inc-costs", 2)).await.body["status"], "updated");
-    assert_eq!(step(before), (1, 3), "later event: one read; event claim, own-note marker, done");
+    assert_eq!(step(before), (1, 4), "later event: one read; event claim, delivery, own-note marker, done");
     assert_eq!((b.halo.count("POST", "/api/Actions"), b.halo.requests().len()), (1, 1));
 
     b.halo.reset_requests();

@@ -24,13 +24,18 @@ pub fn unix_now() -> i64 {
     cf_halo_bridge::domain::unix_now()
 }
 
-/// The README's sample incident with its id and number replaced.
+/// The README's sample incident with its id and number replaced, and an envelope `timestamp` of its own: each call
+/// is a distinct event, as each new event ContraForce sends is (the same signed time and body under another event
+/// id is one delivery replayed, a duplicate).
 pub fn incident(incident_id: &str, number: i64) -> Value {
+    static EVENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = EVENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut body: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/incident.json")).unwrap())
             .unwrap();
     body["data"]["incidentId"] = json!(incident_id);
     body["data"]["incidentNumber"] = json!(number);
+    body["timestamp"] = json!(format!("2026-04-22T15:00:00.{n:09}Z"));
     body
 }
 

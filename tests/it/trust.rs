@@ -155,3 +155,41 @@ async fn an_error_answer_carries_the_correlation_id_of_its_log_line() {
     let other = b.send_halo_with(&Bridge::halo_payload(1001), &[("x-halo-secret", "wrong")]).await;
     assert_ne!(other.correlation_id.as_deref(), Some(id.as_str()), "one id per request");
 }
+
+/// `X-CF-Event-Id` is not signed: a captured delivery sent again within the window under new event ids is the same
+/// delivery, a duplicate, whether it created the ticket or added a note.
+#[tokio::test]
+async fn a_signed_delivery_replayed_under_new_event_ids_is_a_duplicate() {
+    let b = Bridge::start().await;
+    let signed = |raw: &[u8], ts: i64| {
+        let signature = cf_halo_bridge::cf::signature::sign(CF_SECRET.as_bytes(), ts, raw);
+        [("x-cf-timestamp".to_string(), ts.to_string()), ("x-cf-signature".to_string(), signature)]
+    };
+    let send = |event: &'static str, raw: Vec<u8>, headers: [(String, String); 2]| {
+        let b = &b;
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            b.send_cf_raw(event, &raw, &headers).await
+        }
+    };
+    let first = serde_json::to_vec(&incident("inc-replay", 303)).unwrap();
+    let at = unix_now();
+    let created = send("evt-replay-1", first.clone(), signed(&first, at)).await;
+    assert_eq!(created.body["status"], "created", "{created:?}");
+    let ticket = created.body["ticketId"].clone();
+    for event in ["evt-replay-2", "evt-replay-3"] {
+        let again = send(event, first.clone(), signed(&first, at)).await;
+        assert_eq!(again.body, json!({"status": "duplicate", "ticketId": ticket}), "{again:?}");
+    }
+    // A new event of the incident is a note, once; its delivery replayed under another id adds nothing.
+    let later = serde_json::to_vec(&incident("inc-replay", 303)).unwrap();
+    let noted = send("evt-replay-4", later.clone(), signed(&later, at)).await;
+    assert_eq!(noted.body["status"], "updated", "{noted:?}");
+    let replayed = send("evt-replay-5", later.clone(), signed(&later, at)).await;
+    assert_eq!(replayed.body, json!({"status": "duplicate", "ticketId": ticket}), "{replayed:?}");
+    // The same body signed at another time is another delivery (ContraForce's re-send of an event).
+    let resent = send("evt-replay-6", later.clone(), signed(&later, at - 1)).await;
+    assert_eq!(resent.body["status"], "updated", "{resent:?}");
+    let notes = b.halo.actions(ticket.as_i64().unwrap()).into_iter().filter(|a| a.outcome == "Private Note").count();
+    assert_eq!(notes, 2, "one note per delivery, none per replay");
+}

@@ -13,8 +13,8 @@ use crate::config::CfWebhookConfig;
 use crate::domain::{EventId, ExternalRef, TicketId};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
 use crate::store::{
-    action_key, event_key, incident_key, ticket_key, ActionMarker, Claim, EventRecord, EventState, IncidentRecord,
-    IncidentState, Key, MarkerState, StoreError, TicketRecord, Versioned,
+    action_key, delivery_key, event_key, incident_key, ticket_key, ActionMarker, Claim, DeliveryRecord, EventRecord,
+    EventState, IncidentRecord, IncidentState, Key, MarkerState, StoreError, TicketRecord, Versioned,
 };
 use crate::upstream::UpstreamError;
 use crate::work::WorkFailure;
@@ -85,6 +85,7 @@ enum Link {
     Existing {
         ticket_id: TicketId,
         created_by_event: Option<String>,
+        created_by_delivery: Option<String>,
     },
 }
 
@@ -97,26 +98,48 @@ impl<'a> CfWebhook<'a> {
         self.cfg
     }
 
-    /// One Table read (the incident and this event's record, in one query) decides the path: a duplicate costs
-    /// nothing more; a new incident costs three writes and one Halo call; a later event three writes and one note.
-    pub async fn deliver(&self, event_id: &EventId, incident: &Incident) -> Result<Outcome, CfWebhookError> {
+    /// One Table read (the incident, this event's record and this signed delivery's, in one query) decides the
+    /// path: a duplicate costs nothing more; a new incident costs three writes and one Halo call; a later event
+    /// four writes and one note. `delivery` (`cf::signature::delivery_id`) is the signed time and body: the same
+    /// delivery under another event id (the id is not signed) is a replay, answered as a duplicate.
+    pub async fn deliver(
+        &self,
+        event_id: &EventId,
+        delivery: &str,
+        incident: &Incident,
+    ) -> Result<Outcome, CfWebhookError> {
         let reference = &incident.reference;
         let event_key = event_key(reference, event_id);
-        let (incident_record, event_record) =
-            self.ctx.store.get_pair::<IncidentRecord, EventRecord>(&incident_key(reference), &event_key).await?;
+        let delivery_key = delivery_key(reference, delivery);
+        let (incident_record, event_record, delivery_record) = self
+            .ctx
+            .store
+            .get_three::<IncidentRecord, EventRecord, DeliveryRecord>(
+                &incident_key(reference),
+                &event_key,
+                &delivery_key,
+            )
+            .await?;
         if let Some(done) = event_record.as_ref().filter(|e| e.value.state == EventState::Done) {
             return Ok(Outcome::Duplicate(done.value.ticket_id.unwrap_or_default()));
         }
-        match self.link(event_id, incident, incident_record).await? {
+        if let Some(replayed) = delivery_record.filter(|d| d.value.event_id != event_id.as_str()) {
+            return Ok(Outcome::Duplicate(replayed.value.ticket_id));
+        }
+        match self.link(event_id, delivery, incident, incident_record).await? {
             Link::CreatedNow(ticket_id) => Ok(Outcome::Created(ticket_id)),
             // The event that created the ticket (its ticket record was written before the incident was marked
-            // created): a redelivery of it is a duplicate, and needs no record of its own.
-            Link::Existing { ticket_id, created_by_event }
-                if created_by_event.as_deref() == Some(event_id.as_str()) =>
+            // created), or its signed delivery under another id: a duplicate, with no record of its own.
+            Link::Existing { ticket_id, created_by_event, created_by_delivery }
+                if created_by_event.as_deref() == Some(event_id.as_str())
+                    || created_by_delivery.as_deref() == Some(delivery) =>
             {
                 Ok(Outcome::Duplicate(ticket_id))
             }
-            Link::Existing { ticket_id, .. } => self.note_once(&event_key, event_id, ticket_id, event_record).await,
+            Link::Existing { ticket_id, .. } => {
+                let keys = (&event_key, &delivery_key);
+                self.note_once(keys, event_id, ticket_id, event_record).await
+            }
         }
     }
 
@@ -124,6 +147,7 @@ impl<'a> CfWebhook<'a> {
     async fn link(
         &self,
         event_id: &EventId,
+        delivery: &str,
         incident: &Incident,
         read: Option<Versioned<IncidentRecord>>,
     ) -> Result<Link, CfWebhookError> {
@@ -135,6 +159,7 @@ impl<'a> CfWebhook<'a> {
             claim: Claim::released(),
             lookup_needed: false,
             created_by_event: None,
+            created_by_delivery: None,
         };
         let how = Claiming {
             fresh: Some(&fresh),
@@ -145,11 +170,12 @@ impl<'a> CfWebhook<'a> {
             Acquired::Done(found) => Ok(Link::Existing {
                 ticket_id: found.value.ticket_id.unwrap_or_default(),
                 created_by_event: found.value.created_by_event,
+                created_by_delivery: found.value.created_by_delivery,
             }),
             Acquired::Ours { mut record, took_over } => {
                 // A claim that timed out (rather than being released after a sure failure) may have created.
                 record.value.lookup_needed |= took_over.is_some_and(|c| c.since != 0);
-                self.create(&key, event_id, incident, record).await
+                self.create(&key, event_id, delivery, incident, record).await
             }
             Acquired::Busy | Acquired::Uncertain(_) => Err(CfWebhookError::InFlight),
         }
@@ -160,6 +186,7 @@ impl<'a> CfWebhook<'a> {
         &self,
         key: &Key,
         event_id: &EventId,
+        delivery: &str,
         incident: &Incident,
         claim: Versioned<IncidentRecord>,
     ) -> Result<Link, CfWebhookError> {
@@ -209,6 +236,7 @@ impl<'a> CfWebhook<'a> {
         created.ticket_id = Some(ticket_id);
         created.lookup_needed = false;
         created.created_by_event = Some(event_id.to_string());
+        created.created_by_delivery = Some(delivery.to_string());
         // Our claim may have gone stale and been taken over: record ours unless another delivery finished first.
         let written = self.ctx.claims.settle_if(key, &claim, &created, |r| r.state == IncidentState::Claimed).await?;
         if written.is_none() {
@@ -229,10 +257,11 @@ impl<'a> CfWebhook<'a> {
         }
     }
 
-    /// A later event of an incident that has its ticket: one private note, exactly once per event id.
+    /// A later event of an incident that has its ticket: one private note, exactly once per event id and per
+    /// signed delivery. `keys`: the event's record and the delivery's.
     async fn note_once(
         &self,
-        key: &Key,
+        (key, delivery_key): (&Key, &Key),
         event_id: &EventId,
         ticket_id: TicketId,
         read: Option<Versioned<EventRecord>>,
@@ -253,6 +282,20 @@ impl<'a> CfWebhook<'a> {
             Acquired::Busy | Acquired::Uncertain(_) => return Err(CfWebhookError::InFlight),
             Acquired::Ours { record, took_over } => (record, took_over.is_some()),
         };
+        // The delivery is ours under this event id, or another id holds it: a replay, and this event is nothing.
+        let ours = DeliveryRecord { event_id: event_id.to_string(), ticket_id };
+        let held_by = match self.ctx.store.insert(delivery_key, &ours).await {
+            Ok(_) => None,
+            Err(StoreError::Conflict) => self.ctx.store.get::<DeliveryRecord>(delivery_key).await?.map(|d| d.value),
+            Err(e) => {
+                self.ctx.claims.release(key, &claim, Release::Now, |_| {}).await;
+                return Err(e.into());
+            }
+        };
+        if held_by.is_some_and(|d| d.event_id != ours.event_id) {
+            self.ctx.claims.release(key, &claim, Release::Forget, |_| {}).await;
+            return Ok(Outcome::Duplicate(ticket_id));
+        }
         if took_over {
             // An earlier attempt may have written the note: look before writing it again.
             match self.ctx.halo.actions(ticket_id, self.ctx.deadline).await {
