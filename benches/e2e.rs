@@ -23,13 +23,14 @@
 mod common;
 mod e2e_support;
 
-use common::{test_event, typical_event, typical_note_html, Endpoints};
+use common::{later_event, test_event, typical_event, typical_note_html, Endpoints};
 use e2e_support::load::{drive, expect_status, median, percentile, Driven, Target};
 use e2e_support::proc::{clk_tck, cpu_split, status_kb, Counted, PerfRecording, PerfStat, Proc};
 use e2e_support::{baseline, mb, num, Report};
 use sandbox::azurite::Azurite;
 use sandbox::cf::{CfConfig, FakeCf};
-use sandbox::halo::{FakeHalo, HaloConfig, NewAction};
+use sandbox::faults::{Fault, Rule};
+use sandbox::halo::{FakeHalo, HaloConfig, NewAction, NewTicket};
 use sandbox::host::{HostOptions, StandInHost};
 use sandbox::proxy::{reads_writes, CountingProxy, Counts};
 use std::path::{Path, PathBuf};
@@ -454,7 +455,7 @@ fn request_for(kind: Kind, tag: &str, g: usize, pool: &[Vec<u8>], test_body: &[u
             (format!("{tag}-evt-{g}"), serde_json::to_vec(&body).unwrap())
         }
         Kind::Duplicate => (format!("{tag}-pool-evt-{}", g % pool.len()), pool[g % pool.len()].clone()),
-        Kind::Note => (format!("{tag}-note-evt-{g}"), pool[g % pool.len()].clone()),
+        Kind::Note => (format!("{tag}-note-evt-{g}"), later_event(&pool[g % pool.len()], g)),
         Kind::Test => (format!("{tag}-test-evt-{g}"), test_body.to_vec()),
     }
 }
@@ -818,7 +819,9 @@ async fn calls(ctx: &mut Ctx) {
     measure(Kind::Duplicate.name(), k, &a, &b);
     let a = snap(ctx, &proxy);
     for (i, body) in bodies.iter().enumerate() {
-        send_kind(&target, Kind::Note, format!("{tag}-later-evt-{i}"), body.clone()).await.expect("later event");
+        send_kind(&target, Kind::Note, format!("{tag}-later-evt-{i}"), later_event(body, i))
+            .await
+            .expect("later event");
     }
     let b = snap(ctx, &proxy);
     measure(Kind::Note.name(), k, &a, &b);
@@ -849,6 +852,32 @@ async fn calls(ctx: &mut Ctx) {
     }
     let b = snap(ctx, &proxy);
     rows.push(calls_row("halo-webhook with nothing new (50 actions on the ticket)", reps, &a, &b));
+    let unlinked: Vec<i64> = (0..reps)
+        .map(|r| {
+            ctx.halo.create_ticket_direct(NewTicket { summary: format!("{tag} unlinked {r}"), ..Default::default() })
+        })
+        .collect();
+    let a = snap(ctx, &proxy);
+    for &t in &unlinked {
+        let answer = target.halo(t).await.expect("halo webhook");
+        assert_eq!(answer["status"], "ignored", "{answer}");
+    }
+    let b = snap(ctx, &proxy);
+    rows.push(calls_row("halo-webhook for a ticket the bridge did not create or import", reps, &a, &b));
+
+    // A create Halo answers 503 (surely not processed): the delivery is recorded and queued, answered `queued`.
+    let queued: Vec<Vec<u8>> = (0..reps)
+        .map(|i| serde_json::to_vec(&typical_event(&format!("{tag}-queued-{i}"), 60_000 + i as i64)).unwrap())
+        .collect();
+    ctx.halo.faults().push(Rule::always("POST", "/api/Tickets", Fault::status(503)));
+    let a = snap(ctx, &proxy);
+    for (i, body) in queued.iter().enumerate() {
+        let answer = target.cf(&format!("{tag}-queued-evt-{i}"), body, false).await.expect("queued");
+        assert_eq!(answer["status"], "queued", "{answer}");
+    }
+    let b = snap(ctx, &proxy);
+    ctx.halo.faults().clear();
+    rows.push(calls_row("new incident while Halo answers 503 (queued)", reps, &a, &b));
 
     ctx.report.section("Upstream calls per event (sequential; Halo/ContraForce counted by the fakes, Table Storage by a counting proxy)");
     ctx.report.table(

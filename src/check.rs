@@ -69,6 +69,7 @@ pub async fn run(config: Config) -> Vec<Line> {
         });
     }
     lines.push(check_storage(&app).await);
+    lines.push(check_queue(&app).await);
     if let Some(halo) = &app.halo {
         let deadline = Deadline::after(REQUEST_BUDGET);
         match halo.tokens().token(deadline).await {
@@ -100,6 +101,21 @@ async fn check_storage(app: &App) -> Line {
     match store.table().get(&probe).await {
         Ok(_) => Line::pass("Table Storage", format!("state table reachable ({source})")),
         Err(e) => Line::fail("Table Storage", format!("{e} ({source})")),
+    }
+}
+
+async fn check_queue(app: &App) -> Line {
+    let Some(ledger) = &app.ledger else {
+        return Line::fail("Work queue", "not configured");
+    };
+    let queue = crate::config::WORK_QUEUE;
+    match ledger.probe_queue().await {
+        Ok(Some(waiting)) => Line::pass("Work queue", format!("`{queue}` reachable, about {waiting} messages waiting")),
+        Ok(None) => Line::pass(
+            "Work queue",
+            format!("`{queue}` reachable; it does not exist yet (the first queued item creates it)"),
+        ),
+        Err(e) => Line::fail("Work queue", format!("`{queue}`: {e}")),
     }
 }
 

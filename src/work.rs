@@ -106,6 +106,11 @@ impl Ledger {
         Ledger { store, queue }
     }
 
+    /// Whether the work queue answers, and about how many messages wait on it (`None`: not created yet).
+    pub async fn probe_queue(&self) -> Result<Option<u64>, crate::store::queue::QueueError> {
+        self.queue.probe().await
+    }
+
     /// Records the work, then puts it on the queue (visible after `visible_after` when an upstream asked to wait):
     /// only once both are done may the sender be answered `queued`.
     pub async fn enqueue(

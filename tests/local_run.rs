@@ -376,6 +376,7 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         format!("http://127.0.0.1:{}/devstoreaccount1", ports.azurite_queue),
         "scripts/demo-incident".to_string(),
         "scripts/demo-halo-note".to_string(),
+        "scripts/demo-halo-outage".to_string(),
         "handler --check".to_string(),
         ".local/logs/".to_string(),
     ] {
@@ -415,7 +416,31 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
     assert!(reached.contains(NOTE_TEXT), "the comment is not shown:\n{}", demo.stdout);
     assert!(reached.contains("close      status Closed"), "the close is not shown:\n{}", demo.stdout);
 
-    // 4. The sandbox's own state agrees.
+    // 4. A lasting Halo outage: an incident sent meanwhile is queued, and the queue trigger completes it once
+    //    Halo is back (host.json's visibilityTimeout is the pause between attempts).
+    let outage_args = ["--seconds", "20", "--watch", "150", "--expect", "1", "--halo-url", &halo];
+    let outage = run_demo(&dir, "demo-halo-outage", &outage_args, &demo_env);
+    let during = async {
+        let api = format!("{halo}/api/Tickets/1");
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(&api).await.map(|r| r.status().as_u16()).unwrap_or(0) != 503 {
+            assert!(Instant::now() < give_up, "the sandbox Halo never went down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        run_demo(&dir, "demo-incident", &["--bridge-url", &bridge, "--halo-url", &halo, "--new-incident"], &demo_env)
+            .await
+    };
+    let (outage, queued) = tokio::join!(outage, during);
+    assert!(queued.status.success(), "demo-incident during the outage failed:\n{}\n{}", queued.stdout, queued.stderr);
+    assert!(
+        queued.stdout.contains("→ queued"),
+        "the incident sent during the outage was not queued:\n{}",
+        queued.stdout
+    );
+    assert!(outage.status.success(), "demo-halo-outage failed:\n{}\n{}", outage.stdout, outage.stderr);
+    assert!(outage.stdout.contains("after Halo came back"), "no queued ticket arrived:\n{}", outage.stdout);
+
+    // 5. The sandbox's own state agrees.
     let tickets = get_json(&format!("{halo}/_sandbox/tickets")).await;
     let linked: Vec<&Value> =
         tickets.as_array().unwrap().iter().filter(|t| t["supplier_reference"] == REFERENCE).collect();

@@ -44,6 +44,14 @@ pub fn fixture() -> Value {
 
 /// A typical incident.created.v1 event of about 2 KB: the fixture with a multi-line description, four alerts, six
 /// entities and two products (what a Sentinel/Defender incident usually carries).
+/// A later event of the incident in `body`: the same content with an envelope `timestamp` of its own (a new
+/// ContraForce event; the same signed time and body under another event id would be a replay, a duplicate).
+pub fn later_event(body: &[u8], n: usize) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(body).expect("an event body");
+    event["timestamp"] = json!(format!("2026-04-22T16:00:00.{n:09}Z"));
+    serde_json::to_vec(&event).unwrap()
+}
+
 pub fn typical_event(incident_id: &str, number: i64) -> Value {
     let mut body = fixture();
     let data = &mut body["data"];

@@ -1068,6 +1068,16 @@ fn admin(inner: &HaloInner, req: &Incoming, segs: &[String]) -> Outgoing {
             t.hasbeenclosed = change.closed.unwrap_or(closed);
             Outgoing::json(200, &ticket_json(t))
         }
+        // An outage (`sandbox halo-outage`): every API call, the token's too, answers 503 until it is lifted.
+        ["_sandbox", "outage"] if m == Method::POST => {
+            inner.faults.clear();
+            inner.faults.push(crate::faults::Rule::always("*", "/", crate::faults::Fault::status(503)));
+            Outgoing::json(200, &json!({ "down": true }))
+        }
+        ["_sandbox", "outage"] if m == Method::DELETE => {
+            inner.faults.clear();
+            Outgoing::json(200, &json!({ "down": false }))
+        }
         ["_sandbox", "requests"] if m == Method::GET => {
             let list: Vec<Value> = inner
                 .log

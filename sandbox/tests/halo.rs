@@ -509,3 +509,22 @@ async fn requests_are_recorded_and_can_be_reset() {
     assert!(halo.requests().is_empty());
     assert_eq!(halo.token_requests(), 0);
 }
+
+#[tokio::test]
+async fn an_outage_answers_every_call_503_until_it_is_lifted() {
+    let halo = FakeHalo::start(HaloConfig::test());
+    let c = client();
+    let tok = token(&halo, &c).await;
+    let outage = format!("{}/_sandbox/outage", halo.base_url());
+    assert_eq!(c.post(&outage).json(&json!({})).send().await.unwrap().status(), StatusCode::OK);
+    let (status, _) = get_json(&c, format!("{}/Tickets/1001", halo.api_url()), &tok).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let token_call = c.post(format!("{}/token", halo.auth_url())).form(&[("grant_type", "client_credentials")]);
+    assert_eq!(token_call.send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The admin endpoints still answer (the demo watches the tickets through them).
+    let tickets = c.get(format!("{}/_sandbox/tickets", halo.base_url())).send().await.unwrap();
+    assert_eq!(tickets.status(), StatusCode::OK);
+    assert_eq!(c.delete(&outage).send().await.unwrap().status(), StatusCode::OK);
+    let (status, _) = create(&halo, &c, &tok, json!({"summary": "after the outage"})).await;
+    assert_eq!(status, StatusCode::OK);
+}

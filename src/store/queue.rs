@@ -19,6 +19,10 @@ pub struct QueueError(pub String);
 pub trait WorkQueue: Send + Sync {
     /// Puts one message on the queue, invisible for `visible_after` (a `Retry-After`) when given.
     async fn send(&self, text: &str, visible_after: Option<Duration>) -> Result<(), QueueError>;
+
+    /// Whether the queue answers (`--check`): its approximate length, or `None` when it does not exist yet (the
+    /// first enqueue creates it).
+    async fn probe(&self) -> Result<Option<u64>, QueueError>;
 }
 
 pub struct AzureQueue {
@@ -65,6 +69,17 @@ pub fn encode(text: &str) -> String {
 
 #[async_trait::async_trait]
 impl WorkQueue for AzureQueue {
+    async fn probe(&self) -> Result<Option<u64>, QueueError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.client.get_metadata().into_future()).await {
+            Err(_) => Err(QueueError("timed out".into())),
+            Ok(Ok(answer)) => Ok(Some(answer.approximate_messages_count as u64)),
+            Ok(Err(e)) if matches!(e.kind(), azure_core::error::ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "QueueNotFound") => {
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(queue_error(&e)),
+        }
+    }
+
     async fn send(&self, text: &str, visible_after: Option<Duration>) -> Result<(), QueueError> {
         let encoded = encode(text);
         let attempt = || tokio::time::timeout(CALL_TIMEOUT, self.put(&encoded, visible_after));
@@ -95,6 +110,10 @@ pub struct MemoryQueue {
 
 #[async_trait::async_trait]
 impl WorkQueue for MemoryQueue {
+    async fn probe(&self) -> Result<Option<u64>, QueueError> {
+        Ok(Some(self.sent.lock().unwrap().len() as u64))
+    }
+
     async fn send(&self, text: &str, visible_after: Option<Duration>) -> Result<(), QueueError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(QueueError("the test queue refuses messages".into()));

@@ -27,12 +27,28 @@ async fn check_passes_against_the_fakes_and_names_a_wrong_halo_secret() {
     let env = base_env(&b.halo, &b.cf, &b.azurite);
     let (ok, report) = check(&env).await;
     assert!(ok, "{report}");
-    for what in
-        ["cf-webhook settings", "halo-webhook settings", "Table Storage", "Halo token", "Halo API", "ContraForce API"]
-    {
+    for what in [
+        "cf-webhook settings",
+        "halo-webhook settings",
+        "Table Storage",
+        "Work queue",
+        "Halo token",
+        "Halo API",
+        "ContraForce API",
+    ] {
         assert!(line(&report, what).starts_with("PASS"), "{report}");
     }
-    assert!(report.contains("6 passed, 0 failed"), "{report}");
+    assert!(report.contains("7 passed, 0 failed"), "{report}");
+
+    // A queue service that does not answer turns the work queue's line red, and only it.
+    let queue_at = b.azurite.queue_endpoint();
+    let no_queue: Vec<(String, String)> =
+        env.iter().map(|(k, v)| (k.clone(), v.replace(&queue_at, "http://127.0.0.1:9/devstoreaccount1"))).collect();
+    assert_ne!(no_queue, env, "the connection string names the queue endpoint");
+    let (ok, report) = check(&no_queue).await;
+    assert!(!ok, "{report}");
+    assert!(line(&report, "Work queue").starts_with("FAIL"), "{report}");
+    assert!(line(&report, "Table Storage").starts_with("PASS"), "{report}");
 
     let wrong: Vec<(String, String)> =
         env.iter()

@@ -10,6 +10,7 @@ macro_rules! say {
 }
 
 pub mod halo_note;
+pub mod halo_outage;
 pub mod host;
 pub mod send_incident;
 pub mod serve;

@@ -163,6 +163,12 @@ pub async fn run(args: Args) -> CmdResult {
             say!("{} → a test delivery: the bridge checked the signature and did nothing else", incident.name())
         }
         "ignored" => say!("{} → ignored by the bridge: {}", incident.name(), text(answer.body.get("reason"))),
+        "queued" => say!(
+            "{} → queued: the bridge could not finish it now (is Halo down?), so it recorded the work ({}) and put it \
+             on its queue; the work-items queue trigger retries it until the ticket exists",
+            incident.name(),
+            text(answer.body.get("workId"))
+        ),
         other => say!("{} → the bridge answered {} {other:?}: {}", incident.name(), answer.status, answer.raw),
     }
     match ticket {
