@@ -776,7 +776,8 @@ fn post_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
                     datetime: String::new(),
                     new_status: None,
                 });
-                saved.push(ticket);
+                // As stored, with its opening action's time.
+                saved.push(s.tickets.get(&id).cloned().unwrap_or(ticket));
             }
         }
     }
