@@ -10,6 +10,7 @@ mod halo_webhook;
 mod hostile;
 mod keyvault;
 mod managed_identity;
+mod outage;
 mod package;
 mod soak;
 mod support;

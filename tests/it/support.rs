@@ -106,6 +106,11 @@ impl Bridge {
         Bridge::launch(halo, false, test_queue_overrides(), adjust).await
     }
 
+    /// The default bridge with its queue trigger's settings as given.
+    pub async fn start_with_queues(queues: QueueOverrides) -> Bridge {
+        Bridge::launch(HaloConfig::test(), false, queues, |_| {}).await
+    }
+
     /// The default bridge with its Table Storage calls counted (`storage_calls`).
     pub async fn start_counting_storage() -> Bridge {
         Bridge::launch(HaloConfig::test(), true, test_queue_overrides(), |_| {}).await
