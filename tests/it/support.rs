@@ -283,6 +283,19 @@ pub async fn eventually(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// Waits until `handler dead-letters` says the work ledger is empty: all queued work done, no dead letter.
+pub async fn ledger_empties(b: &Bridge) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = b.handler_command(&["dead-letters"]).await;
+        if listed.contains("the work ledger is empty") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < give_up, "the work ledger never emptied:\n{listed}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Queue settings for tests: host.json's, with retries a second apart, a quick poll and at most `MAX_DEQUEUE` tries,
 /// so a retried or poisoned item is seen within seconds.
 pub fn test_queue_overrides() -> QueueOverrides {
