@@ -20,7 +20,7 @@ use crate::soak::{cf_request, comment_text, halo_request, http_client, incident_
 use crate::support::*;
 use sandbox::faults::{Fault, Rule};
 use sandbox::halo::NewAction;
-use sandbox::host::StandInHost;
+use sandbox::host::{LogLevel, StandInHost};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -99,25 +99,73 @@ async fn send_webhook(http: &reqwest::Client, to: &Instance, ticket: i64, expect
     }
 }
 
-/// Everything expected is visible in the fakes (tickets, comments, closes).
-fn converged(b: &Bridge, expected: &Expected) -> bool {
-    expected.incidents.iter().all(|i| ticket_in_halo(b, *i).is_some())
-        && expected.public.iter().all(|(i, texts)| {
-            let seen: Vec<String> =
-                b.cf.comments(&incident_id(*i)).iter().map(|c| comment_text(&c.content).to_string()).collect();
-            texts.iter().all(|t| seen.contains(t))
-        })
-        && expected.closes.iter().all(|(i, n)| b.cf.status_changes(&incident_id(*i)).len() >= *n)
+/// What is expected but not (yet) visible in the fakes: incidents without a ticket, public notes without their
+/// comment, closes not mirrored. Empty once everything is done.
+fn missing(b: &Bridge, expected: &Expected) -> Vec<String> {
+    let mut missing = Vec::new();
+    let no_ticket: Vec<usize> =
+        expected.incidents.iter().copied().filter(|i| ticket_in_halo(b, *i).is_none()).collect();
+    if !no_ticket.is_empty() {
+        missing.push(format!("incidents without a ticket: {no_ticket:?}"));
+    }
+    for (i, texts) in &expected.public {
+        let seen: Vec<String> =
+            b.cf.comments(&incident_id(*i)).iter().map(|c| comment_text(&c.content).to_string()).collect();
+        for text in texts.iter().filter(|t| !seen.contains(t)) {
+            missing.push(format!("incident {i} (ticket {:?}): no comment {text:?}", ticket_in_halo(b, *i)));
+        }
+    }
+    for (i, n) in &expected.closes {
+        let seen = b.cf.status_changes(&incident_id(*i)).len();
+        if seen < *n {
+            missing.push(format!("incident {i} (ticket {:?}): {seen} of {n} closes", ticket_in_halo(b, *i)));
+        }
+    }
+    missing
 }
 
 /// Waits (bounded, so a bridge that never gets there fails instead of hanging) until everything expected is done;
-/// how long that took.
-async fn until_converged(b: &Bridge, expected: &Expected) -> Duration {
+/// how long that took. On giving up, says what is missing, what the work ledger holds and what the handlers
+/// warned about.
+async fn until_converged(b: &Bridge, others: &[&StandInHost], expected: &Expected, phase: &str) -> Duration {
     let from = Instant::now();
     let give_up = from + Duration::from_secs(600);
-    while !converged(b, expected) {
-        assert!(Instant::now() < give_up, "the work of the outage was never done");
+    let mut missing_now = missing(b, expected);
+    while !missing_now.is_empty() {
+        if Instant::now() >= give_up {
+            let ledger = b.handler_command(&["dead-letters"]).await;
+            let mut warnings = String::new();
+            for (n, host) in std::iter::once(&b.host).chain(others.iter().copied()).enumerate() {
+                let lines: Vec<String> = host
+                    .logs()
+                    .into_iter()
+                    .filter(|l| l.level >= LogLevel::Warning)
+                    .map(|l| format!("[instance {n}, handler {}] {}", l.generation, l.text))
+                    .collect();
+                let tail = lines.len().saturating_sub(80);
+                warnings.push_str(&format!("instance {n}: {} warnings, the last ones:\n", lines.len()));
+                warnings.push_str(&lines[tail..].join("\n"));
+                warnings.push('\n');
+            }
+            // A kill between a comment's `Sending` marker and ContraForce's answer leaves its outcome unknown: by
+            // design it is not posted again (docs/reliability.md, limit 2).
+            let unknown = std::iter::once(&b.host)
+                .chain(others.iter().copied())
+                .flat_map(|h| h.logs())
+                .filter(|l| l.text.contains("an earlier comment post has an unknown outcome"))
+                .count();
+            panic!(
+                "the work of {phase} was never done ({} s after it ended); missing:\n{}\n{unknown} comments of \
+                 unknown outcome (killed mid-post)\nthe work ledger (handler dead-letters):\n{ledger}\n{warnings}\
+                 answers so far: {:?}; lost: {:?}",
+                from.elapsed().as_secs(),
+                missing_now.join("\n"),
+                expected.answers,
+                expected.lost
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
+        missing_now = missing(b, expected);
     }
     from.elapsed()
 }
@@ -148,11 +196,12 @@ async fn two_instances_lose_nothing_through_halo_and_contraforce_outages_and_a_4
     for i in 0..per_phase {
         send_incident(&http, &instances[i % 2], i, window, &mut expected).await;
     }
-    until_converged(&b, &expected).await;
+    until_converged(&b, &[&second], &expected, "the first incidents").await;
     let mut next = per_phase;
 
     for phase in ["halo-down", "contraforce-down", "halo-429-storm"] {
         let started = Instant::now();
+        println!("{phase}: starts");
         match phase {
             "halo-down" => b.halo.faults().push(Rule::always("*", "/", Fault::status(503))),
             "contraforce-down" => b.cf.faults().push(Rule::always("*", "/", Fault::status(503))),
@@ -186,7 +235,13 @@ async fn two_instances_lose_nothing_through_halo_and_contraforce_outages_and_a_4
         b.halo.faults().clear();
         b.cf.faults().clear();
         let lasted = started.elapsed();
-        let caught_up = until_converged(&b, &expected).await;
+        let caught_up = until_converged(&b, &[&second], &expected, phase).await;
+        println!(
+            "{phase}: lasted {:.1} s, its work done {:.1} s later; answers so far {:?}",
+            lasted.as_secs_f64(),
+            caught_up.as_secs_f64(),
+            expected.answers
+        );
         figures.push((phase.to_string(), lasted, caught_up));
     }
 
@@ -212,8 +267,8 @@ async fn two_instances_lose_nothing_through_halo_and_contraforce_outages_and_a_4
         let closes = expected.closes.get(i).copied().unwrap_or(0);
         assert_eq!(b.cf.status_changes(&incident_id(*i)).len(), closes, "closes of incident {i}, each once");
     }
-    let listed = b.handler_command(&["dead-letters"]).await;
-    assert!(listed.contains("the work ledger is empty"), "work left in the ledger:\n{listed}");
+    // A record goes just after its work is visible: waited for (bounded), with the listing when it never empties.
+    ledger_empties(&b).await;
     assert!(
         expected.answers.get("queued").copied().unwrap_or(0) > 0,
         "the outages never made the bridge queue work: {:?}",
