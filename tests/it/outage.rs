@@ -20,7 +20,7 @@ use crate::soak::{cf_request, comment_text, halo_request, http_client, incident_
 use crate::support::*;
 use sandbox::faults::{Fault, Rule};
 use sandbox::halo::NewAction;
-use sandbox::host::{LogLevel, StandInHost};
+use sandbox::host::{LogLevel, LogStream, StandInHost};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -124,6 +124,20 @@ fn missing(b: &Bridge, expected: &Expected) -> Vec<String> {
     missing
 }
 
+/// The stand-in hosts' own warnings (a message that could not be settled stays invisible for the 10-minute
+/// processing visibility; listener errors; poison moves), without the per-invocation "Executed" lines.
+fn host_warnings(hosts: &[&StandInHost]) -> Vec<String> {
+    hosts
+        .iter()
+        .enumerate()
+        .flat_map(|(n, h)| h.logs().into_iter().map(move |l| (n, l)))
+        .filter(|(_, l)| {
+            l.stream == LogStream::Host && l.level >= LogLevel::Warning && !l.text.starts_with("Executed '")
+        })
+        .map(|(n, l)| format!("[instance {n}] {}", l.text))
+        .collect()
+}
+
 /// Waits (bounded, so a bridge that never gets there fails instead of hanging) until everything expected is done;
 /// how long that took. On giving up, says what is missing, what the work ledger holds and what the handlers
 /// warned about.
@@ -154,14 +168,25 @@ async fn until_converged(b: &Bridge, others: &[&StandInHost], expected: &Expecte
                 .flat_map(|h| h.logs())
                 .filter(|l| l.text.contains("an earlier comment post has an unknown outcome"))
                 .count();
+            let hosts: Vec<&StandInHost> = std::iter::once(&b.host).chain(others.iter().copied()).collect();
             panic!(
                 "the work of {phase} was never done ({} s after it ended); missing:\n{}\n{unknown} comments of \
-                 unknown outcome (killed mid-post)\nthe work ledger (handler dead-letters):\n{ledger}\n{warnings}\
-                 answers so far: {:?}; lost: {:?}",
+                 unknown outcome (killed mid-post)\nthe work ledger (handler dead-letters):\n{ledger}\nthe hosts' \
+                 own warnings:\n{}\n{warnings}answers so far: {:?}; lost: {:?}",
                 from.elapsed().as_secs(),
                 missing_now.join("\n"),
+                host_warnings(&hosts).join("\n"),
                 expected.answers,
                 expected.lost
+            );
+        }
+        // Progress once a minute (a diagnostic, never asserted): what is still missing, and the hosts' warnings.
+        let waited = from.elapsed().as_secs();
+        if waited > 0 && waited % 60 == 0 && from.elapsed().subsec_millis() < 200 {
+            let hosts: Vec<&StandInHost> = std::iter::once(&b.host).chain(others.iter().copied()).collect();
+            println!(
+                "{phase}: after {waited} s still missing {missing_now:?}; hosts warned {:?}",
+                host_warnings(&hosts)
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -293,5 +318,10 @@ async fn two_instances_lose_nothing_through_halo_and_contraforce_outages_and_a_4
         expected.answers,
         window.as_secs()
     );
+    let warned = host_warnings(&[&b.host, &second]);
+    println!("the hosts' own warnings: {}", warned.len());
+    for line in warned.iter().take(20) {
+        println!("  {line}");
+    }
     second.shutdown().await;
 }
