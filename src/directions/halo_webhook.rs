@@ -7,9 +7,11 @@
 //!
 //! A comment or close that ContraForce refuses for good (a 4xx other than 408/409/429) is dead-lettered and does
 //! not block what follows; a comment whose answer was lost is recorded as uncertain and never posted again by
-//! itself; anything else transient fails the webhook, whose work is then queued (`work`).
+//! itself; anything else transient fails the webhook, whose work is then queued (`work`). So does finding an action
+//! or the close claimed by another delivery: that holder may have died, or may not have seen the actions this one
+//! saw, so the work is not done until a later attempt finds it done.
 
-use super::Context;
+use super::{Context, IN_FLIGHT_RETRY};
 use crate::cf::client::{CfClient, Close};
 use crate::config::HaloWebhookConfig;
 use crate::domain::{ExternalRef, TicketId};
@@ -36,6 +38,9 @@ pub enum HaloWebhookOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HaloWebhookError {
+    /// Another delivery holds the claim on one of the ticket's actions or its close: retried shortly.
+    #[error("another delivery is forwarding this ticket's actions or close; retry shortly")]
+    InFlight,
     #[error(transparent)]
     Halo(UpstreamError),
     #[error(transparent)]
@@ -48,13 +53,14 @@ impl WorkFailure for HaloWebhookError {
     fn is_permanent(&self) -> bool {
         match self {
             HaloWebhookError::Halo(e) | HaloWebhookError::Cf(e) => e.is_permanent(),
-            HaloWebhookError::Store(_) => false,
+            HaloWebhookError::InFlight | HaloWebhookError::Store(_) => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             HaloWebhookError::Halo(e) | HaloWebhookError::Cf(e) => e.retry_after(),
+            HaloWebhookError::InFlight => Some(IN_FLIGHT_RETRY),
             HaloWebhookError::Store(_) => None,
         }
     }
@@ -123,7 +129,7 @@ enum Forwarded {
     AlreadyHandled,
     /// Refused for good (a dead letter) or of unknown outcome (recorded): the next actions go on.
     SetAside,
-    /// Another webhook is posting this action right now: stop here to keep the order.
+    /// Another delivery is posting this action right now: stop here to keep the order, and try again later.
     InFlightElsewhere,
 }
 
@@ -207,11 +213,7 @@ impl<'a> HaloWebhook<'a> {
             Forwarded::Posted => (1, 0),
             Forwarded::SetAside => (0, 1),
             Forwarded::AlreadyHandled => (0, 0),
-            Forwarded::InFlightElsewhere => {
-                return Err(HaloWebhookError::Store(StoreError::Unavailable(
-                    "the action is being forwarded by another delivery".into(),
-                )))
-            }
+            Forwarded::InFlightElsewhere => return Err(HaloWebhookError::InFlight),
         };
         Ok(HaloWebhookOutcome::Processed { forwarded, closed: false, set_aside })
     }
@@ -264,8 +266,10 @@ impl<'a> HaloWebhook<'a> {
                     Ok(Forwarded::Posted) => forwarded += 1,
                     Ok(Forwarded::SetAside) => set_aside += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
+                    // Not done: what follows waits (the order), and the work is tried again.
                     Ok(Forwarded::InFlightElsewhere) => {
                         complete = false;
+                        outcome = Err(HaloWebhookError::InFlight);
                         break;
                     }
                     Err(e) => {
@@ -410,7 +414,9 @@ impl<'a> HaloWebhook<'a> {
         let how = Claiming { fresh: None, take_over: &closing, patience: Patience::None };
         let claim = match self.ctx.claims.acquire(&key, None, how).await? {
             Acquired::Ours { record, .. } => record,
-            Acquired::Done(_) | Acquired::Busy | Acquired::Uncertain(_) => return Ok(Closed::NotNow),
+            Acquired::Done(_) | Acquired::Uncertain(_) => return Ok(Closed::NotNow),
+            // Another delivery is closing it: done only once a later attempt finds it closed.
+            Acquired::Busy => return Err(HaloWebhookError::InFlight),
         };
         let comment = format!(
             "Closed in HaloPSA (ticket #{}, status '{}').",

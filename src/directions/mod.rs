@@ -10,6 +10,12 @@ pub use context::Context;
 
 use crate::secrets::SecretId;
 use crate::settings::Area;
+use std::time::Duration;
+
+/// When work finds another delivery doing the same step (a claim held and not yet stale), how long it waits before
+/// it is tried again: queued with this delay (no attempt spent), never counted as done, since the holder may have
+/// died or may not see what this delivery saw.
+pub(crate) const IN_FLIGHT_RETRY: Duration = Duration::from_secs(2);
 
 /// One direction of the bridge.
 #[derive(Debug, PartialEq, Eq)]

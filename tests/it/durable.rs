@@ -13,19 +13,6 @@ use std::time::Duration;
 
 const HUMAN: i64 = 5;
 
-/// Waits until `handler dead-letters` says the work ledger is empty: all queued work done, no dead letter.
-async fn ledger_empties(b: &Bridge) {
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let listed = b.handler_command(&["dead-letters"]).await;
-        if listed.contains("the work ledger is empty") {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < give_up, "the work ledger never emptied:\n{listed}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn ticket_for(b: &Bridge, incident_id: &str) -> i64 {
     let a = b.send_cf(&format!("evt-{incident_id}"), &incident(incident_id, 7)).await;
     assert_eq!(a.body["status"], "created", "{a:?}");
@@ -171,4 +158,65 @@ async fn a_handler_killed_while_it_holds_a_queue_item_is_redelivered_and_nothing
     }
     assert!(b.host.invocations().iter().any(|i| i.function == "work-items" && matches!(i.outcome, Outcome::Failed(_))));
     assert_eq!(b.halo.tickets().len(), 1, "one ticket");
+}
+
+/// Replaces one setting.
+fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.into(), value.into()));
+}
+
+fn status_path(b: &Bridge, incident_id: &str) -> String {
+    format!("/api/v2/workspaces/{}/incidents/{incident_id}/status", b.cf.config().workspace_id)
+}
+
+#[tokio::test]
+async fn a_note_written_while_the_one_before_it_is_being_posted_arrives_without_a_new_webhook() {
+    // The first comment is held in ContraForce for 4 s: slow, not failed (10 s per call, 20 s inline).
+    let b = std::sync::Arc::new(
+        Bridge::start_with(|env| {
+            set(env, "UPSTREAM_TIMEOUT_SECONDS", "10");
+            set(env, "INLINE_BUDGET_SECONDS", "20");
+        })
+        .await,
+    );
+    let t = ticket_for(&b, "dw-behind").await;
+    let comments = comments_path(&b, "dw-behind");
+    note(&b, t, "first");
+    b.cf.faults().push(Rule::once("POST", &comments, Fault::DelayBefore(Duration::from_secs(4))));
+    let posting = {
+        let b = b.clone();
+        tokio::spawn(async move { b.send_halo(&Bridge::halo_payload(t)).await })
+    };
+    eventually("the first comment is being posted", || b.cf.count("POST", &comments) == 1).await;
+    // Halo's one webhook for the second note arrives while the first is in flight: it finds that action claimed,
+    // and the delivery holding it read the actions before the second note existed.
+    note(&b, t, "second");
+    let behind = b.send_halo(&Bridge::halo_payload(t)).await;
+    assert_eq!(behind.body["status"], "queued", "not done while the action before it is in flight: {behind:?}");
+    let first = posting.await.unwrap();
+    assert_eq!(first.body["actionsForwarded"], 1, "{first:?}");
+    // Halo sends nothing more: the queue does the rest.
+    eventually("the second comment arrives", || texts(&b, "dw-behind") == ["first", "second"]).await;
+    ledger_empties(&b).await;
+    assert_eq!(texts(&b, "dw-behind"), ["first", "second"], "each once");
+}
+
+#[tokio::test]
+async fn a_close_held_by_a_killed_handler_is_mirrored_from_the_queue_once_its_claim_goes_stale() {
+    // Claims go stale after 10 s: the redelivered item meets the killed handler's close claim while it is live.
+    let b = Bridge::start_with(|env| set(env, "CLAIM_TTL_SECONDS", "10")).await;
+    let t = ticket_for(&b, "dw-close-kill").await;
+    let status = status_path(&b, "dw-close-kill");
+    b.halo.set_status(t, 9, "Closed", true);
+    // ContraForce asks to wait 5 s: the queued attempt holds the close claim while it waits, and is killed.
+    b.cf.faults().push(Rule::always("PUT", &status, Fault::Status { code: 503, retry_after: Some(5) }));
+    assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["status"], "queued");
+    eventually("the queued attempt asks ContraForce", || b.cf.count("PUT", &status) >= 2).await;
+    b.host.restart_handler().await.unwrap();
+    b.cf.faults().clear();
+    // Halo sends nothing more: the redelivered item waits for the dead claim to go stale, then closes.
+    eventually("the close is mirrored", || b.cf.status_changes("dw-close-kill").len() == 1).await;
+    ledger_empties(&b).await;
+    assert_eq!(b.cf.status_changes("dw-close-kill").len(), 1, "once");
 }

@@ -194,14 +194,20 @@ async fn ten_concurrent_webhooks_for_one_ticket_forward_each_action_once() {
             tokio::spawn(async move { b.send_halo(&Bridge::halo_payload(t)).await })
         })
         .collect();
-    let mut forwarded = 0;
+    let (mut forwarded, mut queued) = (0, 0);
     for task in tasks {
         let a = task.await.unwrap();
         assert_eq!(a.status, StatusCode::OK, "{a:?}");
-        forwarded += a.body["actionsForwarded"].as_i64().unwrap();
+        // A webhook that finds an action or the close claimed by another is not done: it is queued.
+        match a.body["status"].as_str() {
+            Some("processed") => forwarded += a.body["actionsForwarded"].as_i64().unwrap(),
+            Some("queued") => queued += 1,
+            _ => panic!("neither processed nor queued: {a:?}"),
+        }
     }
+    ledger_empties(&b).await;
     assert_eq!(b.cf.comments("inc-conc").len(), 5, "each action once");
-    assert_eq!(forwarded, 5, "the counts add up to the comments really posted");
+    assert!(forwarded <= 5 && (queued > 0 || forwarded == 5), "the counts add up: {forwarded} forwarded inline");
     assert_eq!(b.cf.status_changes("inc-conc").len(), 1, "one close");
     // Anything a concurrent webhook left for later is done by the next one.
     assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 0);

@@ -11,6 +11,7 @@ mod hostile;
 mod import_links;
 mod keyvault;
 mod managed_identity;
+mod outage;
 mod package;
 mod soak;
 mod support;

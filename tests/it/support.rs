@@ -116,6 +116,11 @@ impl Bridge {
         Bridge::launch(halo, false, test_queue_overrides(), adjust).await
     }
 
+    /// The default bridge with its queue trigger's settings as given.
+    pub async fn start_with_queues(queues: QueueOverrides) -> Bridge {
+        Bridge::launch(HaloConfig::test(), false, queues, |_| {}).await
+    }
+
     /// The default bridge with its Table Storage calls counted (`storage_calls`).
     pub async fn start_counting_storage() -> Bridge {
         Bridge::launch(HaloConfig::test(), true, test_queue_overrides(), |_| {}).await
@@ -285,6 +290,19 @@ pub async fn eventually(what: &str, done: impl Fn() -> bool) {
     while !done() {
         assert!(tokio::time::Instant::now() < give_up, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `handler dead-letters` says the work ledger is empty: all queued work done, no dead letter.
+pub async fn ledger_empties(b: &Bridge) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = b.handler_command(&["dead-letters"]).await;
+        if listed.contains("the work ledger is empty") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < give_up, "the work ledger never emptied:\n{listed}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -7,7 +7,7 @@
 
 pub mod mapping;
 
-use super::Context;
+use super::{Context, IN_FLIGHT_RETRY};
 use crate::cf::event::Incident;
 use crate::config::CfWebhookConfig;
 use crate::domain::{EventId, ExternalRef, TicketId};
@@ -66,7 +66,7 @@ impl WorkFailure for CfWebhookError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            CfWebhookError::InFlight => Some(Duration::from_secs(2)),
+            CfWebhookError::InFlight => Some(IN_FLIGHT_RETRY),
             CfWebhookError::Halo(e) => e.retry_after(),
             CfWebhookError::Store(_) => None,
         }
