@@ -2,23 +2,13 @@
 //! comment whose answer was lost is recorded as uncertain and never posted again by itself; a replay does the work
 //! once, and a second replay nothing.
 
-use crate::support::{event, incident, Rig, BUDGET};
+use crate::support::{ticketed, Rig, BUDGET};
 use cf_halo_bridge::directions::halo_webhook::HaloWebhookOutcome;
 use cf_halo_bridge::domain::TicketId;
 use cf_halo_bridge::store::{action_key, ActionMarker, MarkerState, WorkState};
 use cf_halo_bridge::work::{Replay, WorkItem};
 use sandbox::faults::{Fault, Rule};
 use sandbox::halo::NewAction;
-
-async fn ticketed(rig: &Rig, id: &str) -> TicketId {
-    rig.app
-        .cf_webhook(BUDGET)
-        .unwrap()
-        .deliver(&event("e1"), "delivery-e1", &incident(id, 1))
-        .await
-        .unwrap()
-        .ticket_id()
-}
 
 fn note(rig: &Rig, ticket: TicketId, text: &str) -> i64 {
     rig.halo.add_action(ticket, NewAction::human("Sam Analyst", 5, &format!("<p>{text}</p>"), false))

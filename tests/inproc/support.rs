@@ -89,3 +89,14 @@ pub fn stale_claim() -> Claim {
 pub fn live_claim() -> Claim {
     Claim { owner: "live-request".into(), since: unix_now() }
 }
+
+/// A ticket the bridge created for a new incident.
+pub async fn ticketed(rig: &Rig, id: &str) -> cf_halo_bridge::domain::TicketId {
+    rig.app
+        .cf_webhook(BUDGET)
+        .unwrap()
+        .deliver(&event("e1"), "delivery-e1", &incident(id, 1))
+        .await
+        .unwrap()
+        .ticket_id()
+}

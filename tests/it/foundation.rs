@@ -144,17 +144,22 @@ async fn an_unresolved_key_vault_reference_is_reported_by_name() {
     assert!(b.log_text().contains("CF_WEBHOOK_SECRET is an unresolved Key Vault reference"), "said at startup too");
 }
 
-#[tokio::test]
-async fn an_invalid_setting_stops_the_start_naming_the_variable() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+/// The handler started with one setting (and its port) only; how it ended.
+async fn start_with_only(name: &str, value: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
         .env_clear()
-        .env("HALO_DEFAULT_CLIENT_ID", "one")
+        .env(name, value)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_invalid_setting_stops_the_start_naming_the_variable() {
+    let output = start_with_only("HALO_DEFAULT_CLIENT_ID", "one").await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid setting HALO_DEFAULT_CLIENT_ID"), "{stderr}");
@@ -164,15 +169,7 @@ async fn an_invalid_setting_stops_the_start_naming_the_variable() {
 /// what to use instead.
 #[tokio::test]
 async fn writing_the_reference_to_thirdpartynumber_is_refused_at_start() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .env_clear()
-        .env("HALO_EXTERNAL_REF_FIELD", "thirdpartynumber")
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
+    let output = start_with_only("HALO_EXTERNAL_REF_FIELD", "thirdpartynumber").await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for says in
