@@ -7,16 +7,26 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// Starts a `sandbox` command with its stdout read line by line (stderr dropped); killed when dropped.
+fn spawn_sandbox(
+    command: &mut tokio::process::Command,
+) -> (tokio::process::Child, tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) {
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn().expect("sandbox starts");
+    let lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    (child, lines)
+}
+
 #[tokio::test]
 async fn serve_prints_env_and_stops_on_sigterm() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbox"))
-        .args(["serve", "--halo-port", "0", "--cf-port", "0", "--print-env"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_sandbox(tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbox")).args([
+        "serve",
+        "--halo-port",
+        "0",
+        "--cf-port",
+        "0",
+        "--print-env",
+    ]));
     let mut env = BTreeMap::new();
     while env.len() < 10 {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -98,17 +108,13 @@ async fn host_runs_a_handler_with_queue_triggers_until_sigterm() {
     )
     .unwrap();
     let port = sandbox::free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbox"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbox"));
+    command
         .args(["host", "--app-root", dir.to_str().unwrap(), "--port", &port.to_string()])
         .args(["--executable", env!("CARGO_BIN_EXE_echo_handler")])
         .env("AzureWebJobsStorage", azurite.connection_string())
-        .env("MY_SETTING", "passed through")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .env("MY_SETTING", "passed through");
+    let (mut child, mut lines) = spawn_sandbox(&mut command);
     let mut next_line = async move || {
         tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("output in time").unwrap()
     };

@@ -52,6 +52,11 @@ impl AzureQueue {
     }
 }
 
+/// The queue does not exist (yet): the first enqueue creates it.
+fn queue_not_found(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), azure_core::error::ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "QueueNotFound")
+}
+
 /// Maps the crate's errors to ours without their text (it can carry the request URL and its SAS).
 fn queue_error(e: &azure_core::Error) -> QueueError {
     match e.kind() {
@@ -73,9 +78,7 @@ impl WorkQueue for AzureQueue {
         match tokio::time::timeout(CALL_TIMEOUT, self.client.get_metadata().into_future()).await {
             Err(_) => Err(QueueError("timed out".into())),
             Ok(Ok(answer)) => Ok(Some(answer.approximate_messages_count as u64)),
-            Ok(Err(e)) if matches!(e.kind(), azure_core::error::ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "QueueNotFound") => {
-                Ok(None)
-            }
+            Ok(Err(e)) if queue_not_found(&e) => Ok(None),
             Ok(Err(e)) => Err(queue_error(&e)),
         }
     }
@@ -87,8 +90,7 @@ impl WorkQueue for AzureQueue {
             Err(_) => Err(QueueError("timed out".into())),
             Ok(Ok(())) => Ok(()),
             // First use (or someone deleted it): create the queue, then send again.
-            Ok(Err(e)) if matches!(e.kind(), azure_core::error::ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "QueueNotFound") =>
-            {
+            Ok(Err(e)) if queue_not_found(&e) => {
                 let _ = tokio::time::timeout(CALL_TIMEOUT, self.client.create().into_future()).await;
                 match attempt().await {
                     Ok(Ok(())) => Ok(()),
