@@ -113,7 +113,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let answer = sender.await.unwrap();
     assert_eq!(answer.body["status"], "created", "{answer:?}");
     assert!(status.success(), "{status:?}");
-    assert!(b.log_text().contains("SIGTERM: finishing requests in flight"));
+    b.logged("SIGTERM: finishing requests in flight").await;
 }
 
 #[tokio::test]
@@ -141,7 +141,7 @@ async fn an_unresolved_key_vault_reference_is_reported_by_name() {
     let problem = a.body["problems"][0].as_str().unwrap();
     assert!(problem.starts_with("CF_WEBHOOK_SECRET is an unresolved Key Vault reference"), "{problem}");
     assert!(problem.contains("Key Vault Secrets User"));
-    assert!(b.log_text().contains("CF_WEBHOOK_SECRET is an unresolved Key Vault reference"), "said at startup too");
+    b.logged("CF_WEBHOOK_SECRET is an unresolved Key Vault reference").await; // said at startup too
 }
 
 /// The handler started with one setting (and its port) only; how it ended.

@@ -253,6 +253,14 @@ impl Bridge {
         self.host.logs().iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n")
     }
 
+    /// Waits for a log line containing `needle` and returns it. The handler's stdout reaches the host through a pipe,
+    /// so a line logged before an answer may be read after it: a test waits for the line rather than racing it.
+    pub async fn logged(&self, needle: &str) -> String {
+        let found = self.host.wait_for_log(|l| l.text.contains(needle), Duration::from_secs(60)).await;
+        assert!(found, "no log line contains {needle:?}:\n{}", self.log_text());
+        self.host.logs().into_iter().find(|l| l.text.contains(needle)).map(|l| l.text).unwrap_or_default()
+    }
+
     /// Asserts that none of `values` appears in any log line.
     pub fn assert_not_logged(&self, values: &[&str]) {
         let text = self.log_text();

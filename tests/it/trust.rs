@@ -146,8 +146,7 @@ async fn an_error_answer_carries_the_correlation_id_of_its_log_line() {
     assert_eq!(a.body, json!({"error": "invalid callback secret"}));
     let id = a.correlation_id.expect("a correlation id");
     assert!(id.len() >= 16 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
-    let line = b.log_text().lines().find(|l| l.contains(&id)).map(str::to_string);
-    let line = line.expect("the request's log line names the correlation id");
+    let line = b.logged(&id).await;
     assert!(line.contains("status=401") && line.contains("route=\"halo-webhook\""), "{line}");
     let other = b.send_halo_with(&Bridge::halo_payload(1001), &[("x-halo-secret", "wrong")]).await;
     assert_ne!(other.correlation_id.as_deref(), Some(id.as_str()), "one id per request");
