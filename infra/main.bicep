@@ -226,6 +226,18 @@ param cfCloseClassification string = 'Undetermined'
 @description('CF_CLOSE_CLASSIFICATION_REASON: classification reason sent with the close.')
 param cfCloseClassificationReason string = 'InaccurateData'
 
+@description('RECONCILE_SCHEDULE: when the reconcile timer runs (NCRONTAB, six fields, UTC on Flex Consumption); it catches the Halo webhooks that never arrived.')
+param reconcileSchedule string = '0 */5 * * * *'
+
+@description('RECONCILE_HALO_CALLS: the most Halo API calls one reconcile run makes (hosted Halo allows about 300 per 5 minutes, shared with other tools).')
+@minValue(1)
+@maxValue(300)
+param reconcileHaloCalls int = 30
+
+@description('RECONCILE_REQUEUE_AFTER_SECONDS: queued work untouched this long has lost its queue message and is queued again by the reconcile.')
+@minValue(1)
+param reconcileRequeueAfterSeconds int = 3600
+
 // ---------------------------------------------------------------------------------------------------------------
 // State, Key Vault reads, general
 // ---------------------------------------------------------------------------------------------------------------
@@ -1067,6 +1079,11 @@ var commonSettings = [
     name: 'INLINE_BUDGET_SECONDS'
     value: string(inlineBudgetSeconds)
   }
+  // The host resolves reconcile/function.json's `%RECONCILE_SCHEDULE%` whatever directions are deployed.
+  {
+    name: 'RECONCILE_SCHEDULE'
+    value: reconcileSchedule
+  }
 ]
 
 // ContraForce -> Halo (/api/cf-webhook).
@@ -1158,6 +1175,14 @@ var haloWebhookSettings = [
   {
     name: 'CF_CLOSE_CLASSIFICATION_REASON'
     value: cfCloseClassificationReason
+  }
+  {
+    name: 'RECONCILE_HALO_CALLS'
+    value: string(reconcileHaloCalls)
+  }
+  {
+    name: 'RECONCILE_REQUEUE_AFTER_SECONDS'
+    value: string(reconcileRequeueAfterSeconds)
   }
 ]
 

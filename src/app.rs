@@ -6,6 +6,7 @@ use crate::cf::client::CfClient;
 use crate::config::Config;
 use crate::directions::cf_webhook::CfWebhook;
 use crate::directions::halo_webhook::HaloWebhook;
+use crate::directions::reconcile::{Reconcile, RUN_BUDGET};
 use crate::directions::{Context, Direction, CF_WEBHOOK, HALO_WEBHOOK};
 use crate::domain::RefLocation;
 use crate::halo::client::HaloClient;
@@ -114,6 +115,15 @@ impl App {
             }
             _ => Err(Self::unavailable(&CF_WEBHOOK)),
         }
+    }
+
+    /// One reconcile run (the halo-webhook direction's backstop, with its parts and its run budget), or why the
+    /// direction is off.
+    pub fn reconcile(&self) -> Result<Reconcile<'_>, DirectionOff> {
+        let sync = self.halo_webhook(RUN_BUDGET)?;
+        let cfg =
+            self.config.halo_webhook.ready().map(|c| c.reconcile).ok_or_else(|| Self::unavailable(&HALO_WEBHOOK))?;
+        Ok(Reconcile::new(sync, cfg))
     }
 
     /// The halo-webhook work of one webhook with `budget` to finish, or why the direction is off.

@@ -2,7 +2,8 @@
 
 use crate::app::App;
 use crate::config::{Config, Env};
-use crate::domain::unix_now;
+use crate::directions::reconcile::{Mode, Ran};
+use crate::domain::{unix_now, TicketId};
 use crate::import_links::{self, Options};
 use crate::work::{Ledger, Replay};
 use crate::{check, settings, startup, telemetry};
@@ -28,6 +29,11 @@ Commands:
                    per ticket and a summary; --dry-run writes nothing; run again to resume (linked ones are
                    skipped), or --from-page N to start the scan at page N (of 100 tickets)
                    (run with the app's storage and Halo settings)
+  reconcile [--dry-run | --ticket N]
+                   one reconcile pass now, as the timer runs it (the watch list checked against Halo within
+                   RECONCILE_HALO_CALLS, changed tickets synced once); --dry-run syncs nothing and prints what a
+                   run would sync and the Halo calls it would use; --ticket N syncs ticket N as a webhook would
+                   (a reopened ticket is back on the watch list) (run with the app's settings)
   --version        print the version
   -h, --help       print this help
 ";
@@ -44,6 +50,14 @@ pub enum Command {
     /// One work id, or `None` for every dead letter (`--all`).
     Replay(Option<String>),
     ImportLinks(Options),
+    Reconcile(ReconcileWhat),
+}
+
+/// What `handler reconcile` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileWhat {
+    Run(Mode),
+    Ticket(TicketId),
 }
 
 impl Command {
@@ -66,6 +80,21 @@ impl Command {
                 }
             }
             Some("import-links") => return import_options(&args[1..]).map(Command::ImportLinks),
+            Some("reconcile") => {
+                let what = match (args.get(1).map(String::as_str), args.get(2).map(String::as_str)) {
+                    (None, _) => ReconcileWhat::Run(Mode::Apply),
+                    (Some("--dry-run"), None) => ReconcileWhat::Run(Mode::DryRun),
+                    (Some("--ticket"), Some(n)) => match n.parse::<TicketId>() {
+                        Ok(n) if n > 0 && args.len() == 3 => ReconcileWhat::Ticket(n),
+                        Ok(n) if n > 0 => return Err(format!("unexpected argument `{}`", args[3])),
+                        _ => return Err("--ticket needs a Halo ticket id".into()),
+                    },
+                    (Some("--ticket"), None) => return Err("--ticket needs a Halo ticket id".into()),
+                    (Some("--dry-run"), Some(extra)) => return Err(format!("unexpected argument `{extra}`")),
+                    (Some(other), _) => return Err(format!("unknown argument `{other}`")),
+                };
+                return Ok(Command::Reconcile(what));
+            }
             Some(other) => return Err(format!("unknown argument `{other}`")),
         };
         match args.get(1) {
@@ -120,7 +149,40 @@ pub async fn run(args: &[String]) -> ExitCode {
         Command::DeadLetters => with_ledger(|ledger| Box::pin(list(ledger))).await,
         Command::Replay(id) => with_ledger(move |ledger| Box::pin(replay(ledger, id))).await,
         Command::ImportLinks(options) => with_app(move |app| Box::pin(import(app, options))).await,
+        Command::Reconcile(what) => with_app(move |app| Box::pin(reconcile(app, what))).await,
     }
+}
+
+async fn reconcile(app: App, what: ReconcileWhat) -> Result<(), String> {
+    let off = |off: crate::app::DirectionOff| format!("{} is off: {:?}", off.direction, off.problems);
+    match what {
+        ReconcileWhat::Ticket(ticket) => {
+            let sync = app.halo_webhook(crate::directions::reconcile::RUN_BUDGET).map_err(off)?;
+            let outcome = sync.sync(ticket).await.map_err(|e| e.to_string())?;
+            println!("ticket {ticket}: {outcome:?}");
+        }
+        ReconcileWhat::Run(mode) => {
+            let ran = app.reconcile().map_err(off)?.run(mode).await.map_err(|e| e.to_string())?;
+            if let (Mode::DryRun, Ran::Done(report)) = (mode, &ran) {
+                for planned in &report.synced {
+                    println!("would sync ticket {}: {:?}", planned.ticket, planned.need);
+                }
+                println!(
+                    "dry run, nothing synced: {} of {} watched tickets checked with {} Halo calls; the syncs would add {} \
+                     ({} of RECONCILE_HALO_CALLS in all){}",
+                    report.checked,
+                    report.watched,
+                    report.halo_calls,
+                    report.planned_calls,
+                    report.halo_calls + report.planned_calls,
+                    report.cut_short.map(|c| format!(", cut short: {}", c.as_str())).unwrap_or_default()
+                );
+            } else {
+                println!("{}", ran.summary());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs an operator command on the work ledger of the configured storage.
@@ -267,5 +329,14 @@ mod tests {
         assert!(Command::parse(&args(&["import-links", "--from-page", "0"])).unwrap_err().contains("page number"));
         assert!(Command::parse(&args(&["import-links", "--from-page"])).unwrap_err().contains("page number"));
         assert!(Command::parse(&args(&["import-links", "--dryrun"])).unwrap_err().contains("--dryrun"));
+        let reconcile = |w| Ok(Command::Reconcile(w));
+        assert_eq!(Command::parse(&args(&["reconcile"])), reconcile(ReconcileWhat::Run(Mode::Apply)));
+        assert_eq!(Command::parse(&args(&["reconcile", "--dry-run"])), reconcile(ReconcileWhat::Run(Mode::DryRun)));
+        assert_eq!(Command::parse(&args(&["reconcile", "--ticket", "42"])), reconcile(ReconcileWhat::Ticket(42)));
+        assert!(Command::parse(&args(&["reconcile", "--ticket"])).unwrap_err().contains("ticket id"));
+        assert!(Command::parse(&args(&["reconcile", "--ticket", "x"])).unwrap_err().contains("ticket id"));
+        assert!(Command::parse(&args(&["reconcile", "--ticket", "4", "5"])).unwrap_err().contains("`5`"));
+        assert!(Command::parse(&args(&["reconcile", "--dry-run", "x"])).unwrap_err().contains("`x`"));
+        assert!(Command::parse(&args(&["reconcile", "--dryrun"])).unwrap_err().contains("--dryrun"));
     }
 }

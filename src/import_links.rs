@@ -242,6 +242,8 @@ async fn link(halo: &HaloClient, store: &Store, found: &Found, closed: bool, dry
         let actions = patiently(|deadline| halo.actions(ticket_id, deadline)).await.map_err(|e| e.to_string())?;
         let record = TicketRecord {
             last_action_id: actions.iter().map(|a| a.id).max().unwrap_or(0),
+            // The listing's date, read before the actions: a later action makes the next sync read them again.
+            last_action_date: found.ticket.lastactiondate.clone(),
             close: if closed { CloseState::Closed } else { CloseState::Open },
             ..TicketRecord::new(reference.clone(), false)
         };

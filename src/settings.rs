@@ -104,6 +104,9 @@ pub(crate) const WEBJOBS_STORAGE_TABLE_URI: &str = "AzureWebJobsStorage__tableSe
 pub(crate) const WEBJOBS_STORAGE_QUEUE_URI: &str = "AzureWebJobsStorage__queueServiceUri";
 pub(crate) const WEBJOBS_STORAGE_CREDENTIAL: &str = "AzureWebJobsStorage__credential";
 pub(crate) const WEBJOBS_STORAGE_CLIENT_ID: &str = "AzureWebJobsStorage__clientId";
+pub const RECONCILE_SCHEDULE: &str = "RECONCILE_SCHEDULE";
+pub const RECONCILE_HALO_CALLS: &str = "RECONCILE_HALO_CALLS";
+pub const RECONCILE_REQUEUE_AFTER_SECONDS: &str = "RECONCILE_REQUEUE_AFTER_SECONDS";
 pub const STATE_TABLE_NAME: &str = "STATE_TABLE_NAME";
 pub const KEY_VAULT_URI: &str = "KEY_VAULT_URI";
 pub const KEY_VAULT_REFRESH_SECONDS: &str = "KEY_VAULT_REFRESH_SECONDS";
@@ -250,6 +253,28 @@ pub const SETTINGS: &[Setting] = &[
         false,
         Some("InaccurateData"),
         "Classification reason sent with the close.",
+    ),
+    s(
+        RECONCILE_SCHEDULE,
+        // Read by the host (reconcile/function.json), which needs it whatever directions are deployed.
+        Area::General,
+        false,
+        Some("0 */5 * * * *"),
+        "When the reconcile timer runs (NCRONTAB, six fields, UTC): it catches the Halo webhooks that never arrived.",
+    ),
+    s(
+        RECONCILE_HALO_CALLS,
+        Area::HaloWebhook,
+        false,
+        Some("30"),
+        "The most Halo API calls one reconcile run makes (1-300; hosted Halo allows about 300 per 5 minutes).",
+    ),
+    s(
+        RECONCILE_REQUEUE_AFTER_SECONDS,
+        Area::HaloWebhook,
+        false,
+        Some("3600"),
+        "Work recorded as queued but untouched this long (its queue message lost) is queued again by the reconcile.",
     ),
     s(
         STATE_STORAGE,

@@ -201,6 +201,34 @@ impl Ledger {
         }
     }
 
+    /// Queued work untouched for `older_than` (neither tried nor queued again since): its queue message was lost
+    /// (a host that crashed holding it past every retry, a message deleted by hand), so it is put on the queue
+    /// again. A message that was only late meets work already done and does nothing: every item is idempotent.
+    /// Returns the ids queued again.
+    pub async fn requeue_lost(&self, older_than: Duration) -> Result<Vec<String>, WorkError> {
+        let cutoff = unix_now() - older_than.as_secs() as i64;
+        let mut requeued = Vec::new();
+        for (id, found) in self.store.rows::<WorkRecord>(WORK_PARTITION).await? {
+            if found.value.state != WorkState::Queued || found.value.updated_at > cutoff {
+                continue;
+            }
+            let Some(item) = WorkItem::from_message(&found.value.item) else { continue };
+            let mut touched = found.value.clone();
+            touched.updated_at = unix_now();
+            touched.reason = format!("queued again: its queue message was lost (was: {})", found.value.reason);
+            match self.store.replace(&work_key(&id), &touched, &found.etag).await {
+                Ok(_) => {}
+                // Done or tried meanwhile: its message was not lost.
+                Err(StoreError::Changed | StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.queue.send(&item.to_message(), None).await?;
+            tracing::warn!(work_id = %id, outcome = "requeued", "queued work had lost its queue message; queued again");
+            requeued.push(id);
+        }
+        Ok(requeued)
+    }
+
     /// Every record of the ledger: queued, dead-lettered and uncertain work.
     pub async fn list(&self) -> Result<Vec<(String, WorkRecord)>, StoreError> {
         Ok(self.store.rows::<WorkRecord>(WORK_PARTITION).await?.into_iter().map(|(id, r)| (id, r.value)).collect())
@@ -331,6 +359,35 @@ mod tests {
         let back = WorkItem::from_message(&WorkItem::HaloClose { ticket: 7 }.to_message());
         assert_eq!(back, Some(WorkItem::HaloClose { ticket: 7 }));
         assert_eq!(WorkItem::from_message("{\"kind\":\"other\"}"), None);
+    }
+
+    #[tokio::test]
+    async fn queued_work_whose_message_was_lost_is_queued_again_once_and_nothing_else_is() {
+        let (ledger, queue, store) = ledger();
+        let lost = WorkItem::HaloTicket { ticket: 7 };
+        let recent = WorkItem::HaloTicket { ticket: 8 };
+        let dead = WorkItem::HaloClose { ticket: 9 };
+        ledger.enqueue(&lost, None, "Halo answered 503", None).await.unwrap();
+        ledger.enqueue(&recent, None, "Halo answered 503", None).await.unwrap();
+        ledger.dead_letter(&dead, None, "ContraForce answered 404").await.unwrap();
+        // The lost item and the dead letter were last touched two hours ago.
+        for item in [&lost, &dead] {
+            store
+                .update::<WorkRecord, _>(&work_key(&item.id()), |r| {
+                    r.updated_at -= 7200;
+                    true
+                })
+                .await
+                .unwrap();
+        }
+        queue.sent.lock().unwrap().clear();
+        let requeued = ledger.requeue_lost(Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(requeued, [lost.id()], "only queued work, and only when untouched past the window");
+        let sent = queue.sent.lock().unwrap().clone();
+        assert_eq!(sent, [(lost.to_message(), None)]);
+        let record = store.get::<WorkRecord>(&work_key(&lost.id())).await.unwrap().unwrap().value;
+        assert!(record.reason.starts_with("queued again") && record.state == WorkState::Queued, "{record:?}");
+        assert!(ledger.requeue_lost(Duration::from_secs(3600)).await.unwrap().is_empty(), "touched: not again");
     }
 
     #[tokio::test]

@@ -600,6 +600,23 @@ async fn message_encoding_decides_how_the_text_is_read() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// As the Functions host: a timer schedule named by an app setting (`%NAME%`) is that setting's value, and a
+/// setting that is missing stops the host at start.
+#[tokio::test]
+async fn a_timer_schedule_from_a_missing_app_setting_stops_the_host() {
+    let from_setting = r#"{"bindings":[{"type":"timerTrigger","name":"timer","schedule":"%TICK_SCHEDULE%"}]}"#;
+    let dir = temp_app(QUEUE_HOST_JSON, &[("tick", from_setting)]);
+    let Err(refused) = StandInHost::start(HostOptions::new(&dir).executable(ECHO)).await else {
+        panic!("a timer whose schedule setting is missing started")
+    };
+    assert!(refused.to_string().contains("%TICK_SCHEDULE%"), "{refused}");
+    let mut opts = HostOptions::new(&dir).executable(ECHO);
+    opts.env.push(("TICK_SCHEDULE".into(), "0 */5 * * * *".into()));
+    let host = start(opts).await;
+    assert!(host.triggered_functions().iter().any(|f| f.name == "tick"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn the_admin_api_invokes_a_timer_function_with_the_master_key_only() {
     let dir = temp_app(QUEUE_HOST_JSON, &[("tick", TICK_FN), ("work", WORK_FN)]);

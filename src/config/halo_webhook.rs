@@ -1,8 +1,9 @@
 //! The halo-webhook direction's settings (Halo → ContraForce; no secrets).
 
-use super::read::{base_url, list, positive_id, Reader};
+use super::read::{base_url, integer, list, positive_id, positive_seconds, Reader};
 use crate::availability::Availability;
 use crate::settings as names;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct HaloWebhookConfig {
@@ -14,6 +15,26 @@ pub struct HaloWebhookConfig {
     pub cf_workspace_id: String,
     pub close_classification: String,
     pub close_classification_reason: String,
+    pub reconcile: ReconcileConfig,
+}
+
+/// The reconcile timer's budget (its schedule is the host's: `RECONCILE_SCHEDULE` in `reconcile/function.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// The most Halo calls one run makes.
+    pub halo_calls: u32,
+    /// Queued work untouched this long has lost its queue message and is queued again.
+    pub requeue_after: Duration,
+}
+
+/// The most a run may spend: a hosted tenant's whole 5-minute allowance.
+const MAX_RECONCILE_CALLS: i64 = 300;
+
+fn halo_calls(value: &str) -> Result<u32, String> {
+    match integer(value)? {
+        n if (1..=MAX_RECONCILE_CALLS).contains(&n) => Ok(n as u32),
+        _ => Err(format!("must be between 1 and {MAX_RECONCILE_CALLS}")),
+    }
 }
 
 pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloWebhookConfig> {
@@ -28,6 +49,8 @@ pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloWebhookConfig> {
     let cf_workspace_id = r.required(names::CF_WORKSPACE_ID).map(str::to_string);
     let close_classification = r.optional(names::CF_CLOSE_CLASSIFICATION).map(str::to_string);
     let close_classification_reason = r.optional(names::CF_CLOSE_CLASSIFICATION_REASON).map(str::to_string);
+    let reconcile_calls = r.optional_as(names::RECONCILE_HALO_CALLS, halo_calls);
+    let requeue_after = r.optional_as(names::RECONCILE_REQUEUE_AFTER_SECONDS, positive_seconds);
     r.finish(|| {
         Some(HaloWebhookConfig {
             closed_status_ids: closed_status_ids?,
@@ -38,6 +61,7 @@ pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloWebhookConfig> {
             cf_workspace_id: cf_workspace_id?,
             close_classification: close_classification?,
             close_classification_reason: close_classification_reason?,
+            reconcile: ReconcileConfig { halo_calls: reconcile_calls?, requeue_after: requeue_after? },
         })
     })
 }

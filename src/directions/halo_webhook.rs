@@ -113,6 +113,22 @@ pub fn comment_for(ticket_id: TicketId, action: &Action, text: &str) -> String {
 const NOT_LINKED: &str = "not a ticket the bridge created or imported";
 const NOT_VERIFIED: &str = "the incident's record does not name this ticket";
 
+/// Halo's `lastactiondate` is the one recorded when every action was last handled: there is no action to read.
+fn actions_unchanged(ticket: &Ticket, record: &TicketRecord) -> bool {
+    ticket.lastactiondate.is_some() && ticket.lastactiondate == record.last_action_date
+}
+
+/// What syncing a ticket would do, as far as its listing and record tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncNeed {
+    /// Nothing changed since the bridge last looked.
+    Nothing,
+    /// Only the close (or a reopen) to mirror: no Halo call.
+    CloseOnly,
+    /// New actions may exist: one Halo call to read them.
+    ReadActions,
+}
+
 /// Whether Halo's close state differs from the record's (a close to mirror, or a reopen to arm).
 fn close_pending(ticket: &Ticket, cfg: &HaloWebhookConfig, read: CloseState) -> bool {
     let closed = is_closed(ticket, cfg);
@@ -152,6 +168,11 @@ impl<'a> HaloWebhook<'a> {
         HaloWebhook { ctx, cf, cfg }
     }
 
+    /// The request's shared parts (the reconcile's run uses the same store, ledger, Halo client and deadline).
+    pub(crate) fn context(&self) -> &Context<'a> {
+        &self.ctx
+    }
+
     /// One webhook for `ticket_id`. The bridge's own records are the only authority on which ticket belongs to
     /// which incident: a ticket it did not create (or an operator did not import) costs no Halo call, and nothing
     /// is posted or closed until the incident's record names this ticket.
@@ -163,22 +184,48 @@ impl<'a> HaloWebhook<'a> {
         let Some(ticket) = found else {
             return Ok(HaloWebhookOutcome::Ignored("ticket not found"));
         };
+        self.sync_ticket(record, &ticket).await
+    }
+
+    /// The same sync for a ticket the caller already read from Halo (the reconcile's batched list), without
+    /// reading it again: the same record, the same verification, the same claims.
+    pub async fn sync_listed(&self, ticket: &Ticket) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+        let Some(record) = self.record(ticket.id).await? else {
+            return Ok(HaloWebhookOutcome::Ignored(NOT_LINKED));
+        };
+        self.sync_ticket(record, ticket).await
+    }
+
+    /// Whether a sync of `ticket` would read its actions (a Halo call) or mirror a close or reopen: what the
+    /// reconcile asks before spending a call on it.
+    pub fn needs_sync(&self, ticket: &Ticket, record: &TicketRecord) -> SyncNeed {
+        if !actions_unchanged(ticket, record) {
+            SyncNeed::ReadActions
+        } else if close_pending(ticket, self.cfg, record.close) {
+            SyncNeed::CloseOnly
+        } else {
+            SyncNeed::Nothing
+        }
+    }
+
+    async fn sync_ticket(&self, record: TicketRecord, ticket: &Ticket) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+        let ticket_id = ticket.id;
         // Halo's `lastactiondate` unchanged since every action was handled: no action to read (one call, not two).
-        let unchanged = ticket.lastactiondate.is_some() && ticket.lastactiondate == record.last_action_date;
+        let unchanged = actions_unchanged(ticket, &record);
         let actions = if unchanged {
             Vec::new()
         } else {
             self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?
         };
         let new_actions = actions.iter().any(|a| a.id > record.last_action_id);
-        if (new_actions || close_pending(&ticket, self.cfg, record.close))
+        if (new_actions || close_pending(ticket, self.cfg, record.close))
             && !self.link_verified(ticket_id, &record).await?
         {
             return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED));
         }
         let seen = (!unchanged).then_some(ticket.lastactiondate.as_deref()).flatten();
         let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions, seen).await?;
-        let closed = match self.mirror_close(&ticket, &record.reference, record.close).await? {
+        let closed = match self.mirror_close(ticket, &record.reference, record.close).await? {
             Closed::Now => true,
             Closed::SetAside => {
                 set_aside += 1;

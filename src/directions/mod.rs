@@ -5,6 +5,7 @@
 pub mod cf_webhook;
 mod context;
 pub mod halo_webhook;
+pub mod reconcile;
 
 pub use context::Context;
 

@@ -7,11 +7,13 @@
 //!   Any other failure: 500, and the host makes the message visible again after the visibility timeout, until
 //!   `maxDequeueCount`, when it moves it to `work-items-poison`.
 //! - `dead-letters` reads `work-items-poison`: each message there becomes a dead letter.
+//! - `reconcile` (a timer trigger) runs one reconcile pass (`directions::reconcile`).
 
 use super::error::ApiError;
 use crate::app::App;
 use crate::cf::event;
 use crate::directions::halo_webhook::HaloWebhookOutcome;
+use crate::directions::reconcile::{Mode, RECONCILE_FUNCTION};
 use crate::domain::EventId;
 use crate::upstream::REQUEST_BUDGET;
 use crate::work::{Ledger, WorkFailure, WorkItem, DEAD_LETTER_FUNCTION, WORK_FUNCTION};
@@ -29,6 +31,8 @@ use warp::Reply;
 pub(crate) enum Function {
     WorkItems,
     DeadLetters,
+    /// Timer-triggered: one reconcile run (`directions::reconcile`).
+    Reconcile,
 }
 
 impl Function {
@@ -36,13 +40,16 @@ impl Function {
         match self {
             Function::WorkItems => WORK_FUNCTION,
             Function::DeadLetters => DEAD_LETTER_FUNCTION,
+            Function::Reconcile => RECONCILE_FUNCTION,
         }
     }
 }
 
 /// The function a path segment names (case-insensitively, as the host names functions).
 pub(crate) fn function_for(segment: &str) -> Option<Function> {
-    [Function::WorkItems, Function::DeadLetters].into_iter().find(|f| segment.eq_ignore_ascii_case(f.name()))
+    [Function::WorkItems, Function::DeadLetters, Function::Reconcile]
+        .into_iter()
+        .find(|f| segment.eq_ignore_ascii_case(f.name()))
 }
 
 #[derive(Deserialize)]
@@ -86,6 +93,11 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         Ok(invocation) => invocation,
         Err(_) => return ApiError::BadRequest("not an invocation envelope".into()).into_response(None),
     };
+    if function == Function::Reconcile {
+        // The timer's `Data.timer` (its schedule status) is not read: the host's timestamps there are unreliable
+        // for custom handlers, and the run keeps its own cursor.
+        return reconcile(&app, started).await;
+    }
     let Some(message) = invocation.message() else {
         return ApiError::BadRequest("the envelope has no Data.item".into()).into_response(None);
     };
@@ -99,11 +111,11 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
                 Ok(_) => Ended::Settled("dead-lettered"),
                 Err(e) => Ended::Failed(format!("state storage: {e}")),
             },
-            (Function::WorkItems, Some(item)) => work(&app, ledger, &item).await,
             (Function::DeadLetters, Some(item)) => match ledger.exhausted(&item, dequeue_count).await {
                 Ok(_) => Ended::Settled("dead-lettered"),
                 Err(e) => Ended::Failed(format!("state storage: {e}")),
             },
+            (_, Some(item)) => work(&app, ledger, &item).await,
         },
     };
     let route = function.name();
@@ -123,6 +135,39 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         }
     };
     let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
+    warp::reply::with_status(warp::reply::json(&answer), status).into_response()
+}
+
+/// One timer-triggered reconcile run, logged as one line. A run that could not start (storage down, the direction
+/// off) fails the invocation: the timer does not retry, the next schedule runs again.
+async fn reconcile(app: &App, started: Instant) -> Response {
+    let route = RECONCILE_FUNCTION;
+    let run = match app.reconcile() {
+        Ok(run) => run,
+        // Nothing to reconcile without the direction it backs up (a cf-webhook-only deployment): not a failure.
+        Err(off) => {
+            tracing::info!(route, status = 200, outcome = "off", direction = off.direction, "reconcile");
+            let answer = json!({"Outputs": {}, "Logs": [format!("{route}: {} is off", off.direction)], "ReturnValue": {"outcome": "off"}});
+            return warp::reply::json(&answer).into_response();
+        }
+    };
+    let ran = run.run(Mode::Apply).await.map_err(|e| e.to_string());
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (status, value, logs) = match ran {
+        Ok(ran) => {
+            ran.log(duration_ms);
+            (StatusCode::OK, ran.json(), vec![format!("{route}: {}", ran.summary())])
+        }
+        Err(reason) => {
+            tracing::warn!(route, status = 500, outcome = "failed", duration_ms, detail = %reason, "reconcile");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"outcome": "failed"}),
+                vec![format!("{route}: failed: {reason}")],
+            )
+        }
+    };
+    let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": value});
     warp::reply::with_status(warp::reply::json(&answer), status).into_response()
 }
 

@@ -38,6 +38,11 @@ impl AzureTable {
 
     /// Every entity matching an OData filter, all pages read; a missing table holds nothing.
     async fn query(&self, filter: String) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        self.query_keyed(filter, "RowKey").await
+    }
+
+    /// The entities `filter` selects, each with the key property `key` ("RowKey" or "PartitionKey").
+    async fn query_keyed(&self, filter: String, key: &str) -> Result<Vec<(String, Props, Etag)>, StoreError> {
         use futures::StreamExt;
         let query = self.client.query().filter(filter);
         let entities = within(async move {
@@ -51,7 +56,7 @@ impl AzureTable {
         })
         .await;
         match entities {
-            Ok(entities) => entities.into_iter().map(row_with_etag).collect(),
+            Ok(entities) => entities.into_iter().map(|e| keyed_with_etag(e, key)).collect(),
             Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
             Err(e) => Err(e),
         }
@@ -112,19 +117,31 @@ fn with_keys(key: &Key, props: &Props) -> Props {
 }
 
 /// `PartitionKey eq 'p' and (RowKey eq 'a' or RowKey eq 'b')`, quotes doubled as OData requires.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn scan_filter(row: &str, except: (&str, &str)) -> String {
+    format!("RowKey eq {} and {} ne {}", quoted(row), except.0, quoted(except.1))
+}
+
 fn rows_filter(partition: &str, rows: &[&str]) -> String {
-    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let rows: Vec<String> = rows.iter().map(|r| format!("RowKey eq {}", quoted(r))).collect();
     format!("PartitionKey eq {} and ({})", quoted(partition), rows.join(" or "))
 }
 
 /// A queried entity: its row key, own properties and ETag (queries carry it in `odata.etag`).
-fn row_with_etag(mut entity: Props) -> Result<(String, Props, Etag), StoreError> {
+#[cfg(test)]
+fn row_with_etag(entity: Props) -> Result<(String, Props, Etag), StoreError> {
+    keyed_with_etag(entity, "RowKey")
+}
+
+fn keyed_with_etag(mut entity: Props, key: &str) -> Result<(String, Props, Etag), StoreError> {
     let text = |entity: &mut Props, name: &str| match entity.remove(name) {
         Some(Value::String(s)) => Ok(s),
         _ => Err(StoreError::Unavailable(format!("a queried entity has no {name}"))),
     };
-    let row = text(&mut entity, "RowKey")?;
+    let row = text(&mut entity, key)?;
     let etag = text(&mut entity, "odata.etag")?;
     Ok((row, own_properties(entity), Etag(etag)))
 }
@@ -151,7 +168,11 @@ impl Table for AzureTable {
     }
 
     async fn rows(&self, partition: &str) -> Result<Vec<(String, Props, Etag)>, StoreError> {
-        self.query(format!("PartitionKey eq '{}'", partition.replace('\'', "''"))).await
+        self.query(format!("PartitionKey eq {}", quoted(partition))).await
+    }
+
+    async fn scan(&self, row: &str, except: (&str, &str)) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        self.query_keyed(scan_filter(row, except), "PartitionKey").await
     }
 
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
@@ -193,6 +214,11 @@ mod tests {
             rows_filter("inc-ab", &["incident", "evt-'x"]),
             "PartitionKey eq 'inc-ab' and (RowKey eq 'incident' or RowKey eq 'evt-''x')"
         );
+    }
+
+    #[test]
+    fn the_scan_filter_reads_one_row_key_across_partitions_and_excludes_one_value() {
+        assert_eq!(scan_filter("ticket", ("Close", "Closed")), "RowKey eq 'ticket' and Close ne 'Closed'");
     }
 
     #[test]

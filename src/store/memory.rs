@@ -61,6 +61,16 @@ impl Table for MemoryTable {
             .collect())
     }
 
+    async fn scan(&self, row: &str, except: (&str, &str)) -> Result<Vec<(String, Props, Etag)>, StoreError> {
+        let entities = self.entities.lock().unwrap();
+        let excluded = |props: &Props| props.get(except.0).and_then(|v| v.as_str()) == Some(except.1);
+        Ok(entities
+            .iter()
+            .filter(|(key, (props, _))| key.row == row && !excluded(props))
+            .map(|(key, (props, etag))| (key.partition.clone(), props.clone(), etag.clone()))
+            .collect())
+    }
+
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
         let mut entities = self.entities.lock().unwrap();
         if entities.contains_key(key) {

@@ -15,6 +15,7 @@ pub use azure::AzureTable;
 pub use memory::MemoryTable;
 pub use records::*;
 
+use crate::domain::TicketId;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -55,6 +56,9 @@ pub trait Table: Send + Sync {
     async fn get_rows(&self, partition: &str, rows: &[&str]) -> Result<Vec<(String, Props, Etag)>, StoreError>;
     /// Every row of one partition (small partitions only: the work ledger).
     async fn rows(&self, partition: &str) -> Result<Vec<(String, Props, Etag)>, StoreError>;
+    /// Every entity, across partitions, whose row key is `row` and whose text property `except.0` is not
+    /// `except.1` (one paged query, filtered by Table Storage), as (partition, properties, ETag).
+    async fn scan(&self, row: &str, except: (&str, &str)) -> Result<Vec<(String, Props, Etag)>, StoreError>;
     /// Fails with `Conflict` when the entity exists.
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`, `NotFound` when it is gone.
@@ -136,6 +140,18 @@ impl Store {
         for (row, props, etag) in self.table.rows(partition).await? {
             found.push((row, Versioned { value: from_props(props)?, etag }));
         }
+        Ok(found)
+    }
+
+    /// The ticket records whose close is not mirrored, by ticket id (the reconcile's watch list: a ticket leaves
+    /// it when its close reaches ContraForce, and comes back when a reopen arms its close again).
+    pub async fn open_tickets(&self) -> Result<Vec<(TicketId, TicketRecord)>, StoreError> {
+        let mut found = Vec::new();
+        for (partition, props, _) in self.table.scan(TICKET_ROW, ("Close", "Closed")).await? {
+            let Some(id) = partition.strip_prefix("tkt-").and_then(|id| id.parse::<TicketId>().ok()) else { continue };
+            found.push((id, from_props(props)?));
+        }
+        found.sort_by_key(|(id, _)| *id);
         Ok(found)
     }
 

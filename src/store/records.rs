@@ -26,8 +26,11 @@ pub fn delivery_key(reference: &ExternalRef, delivery: &str) -> Key {
     Key { partition: format!("inc-{}", digest(&reference.to_string())), row: format!("dlv-{delivery}") }
 }
 
+/// The row of a ticket's sync state in its partition.
+pub const TICKET_ROW: &str = "ticket";
+
 pub fn ticket_key(ticket_id: TicketId) -> Key {
-    Key { partition: format!("tkt-{ticket_id}"), row: "ticket".into() }
+    Key { partition: format!("tkt-{ticket_id}"), row: TICKET_ROW.into() }
 }
 
 pub fn action_key(ticket_id: TicketId, action_id: i64) -> Key {
@@ -223,6 +226,35 @@ guarded!(ActionMarker, claim, |r| match r.state {
     MarkerState::Sending => Stage::Unknown,
     MarkerState::Sent | MarkerState::Own | MarkerState::DeadLettered => Stage::Done,
 });
+
+/// The reconcile's one record: its lease, where the last run stopped, and until when Halo asked it to wait.
+pub fn reconcile_key() -> Key {
+    Key { partition: "reconcile".into(), row: "state".into() }
+}
+
+/// The reconcile's state. The lease is a claim (`store::claim`): one run at a time across instances, and a run
+/// that died holding it is taken over once the claim is stale.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReconcileRecord {
+    /// The watch list is walked in ticket-id order: a run cut short resumes after this ticket id (0: from the
+    /// start).
+    pub cursor: TicketId,
+    /// Halo's `Retry-After` after a 429: no run calls Halo before this time (Unix seconds).
+    #[serde(with = "crate::wire::unix_string")]
+    pub not_before: i64,
+    #[serde(flatten)]
+    pub lease: Claim,
+}
+
+impl Default for Claim {
+    fn default() -> Self {
+        Claim::released()
+    }
+}
+
+// The reconcile's work is never done: its lease is always claimable once released or stale.
+guarded!(ReconcileRecord, lease, |_r| Stage::Open);
 
 /// The partition of the work ledger.
 pub const WORK_PARTITION: &str = "work";

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import common as c
 
 ZIP = c.ROOT / "dist" / "app.zip"
-FUNCTIONS = ["cf-webhook", "halo-webhook", "work-items", "dead-letters"]
+FUNCTIONS = ["cf-webhook", "halo-webhook", "work-items", "dead-letters", "reconcile"]
 ENTRIES = ["host.json", *(f"{f}/function.json" for f in FUNCTIONS), "handler"]
 SCHEMAS = c.ROOT / "tests" / "schemas"
 MAX_GLIBC = (2, 28)
@@ -121,6 +121,14 @@ class TestPackage(unittest.TestCase):
                     (binding["type"], binding["name"], binding["queueName"], binding["connection"]),
                     ("queueTrigger", "item", queue, "AzureWebJobsStorage"),
                 )
+
+    def test_the_reconcile_timer_takes_its_schedule_from_an_app_setting(self) -> None:
+        (binding,) = json.loads(self.data["reconcile/function.json"])["bindings"]
+        self.assertEqual(
+            (binding["type"], binding["direction"], binding["name"], binding["schedule"]),
+            ("timerTrigger", "in", "timer", "%RECONCILE_SCHEDULE%"),
+        )
+        self.assertNotIn("runOnStartup", binding, "Microsoft: should rarely if ever be true in production")
 
     def test_host_json_runs_the_packaged_handler(self) -> None:
         host = json.loads(self.data["host.json"])

@@ -13,6 +13,7 @@ mod keyvault;
 mod managed_identity;
 mod outage;
 mod package;
+mod reconcile;
 mod soak;
 mod support;
 mod tls;

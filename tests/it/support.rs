@@ -95,6 +95,7 @@ pub fn base_env(halo: &FakeHalo, cf: &FakeCf, azurite: &Azurite) -> Vec<(String,
         ("AzureWebJobsStorage", azurite.connection_string()),
         ("UPSTREAM_TIMEOUT_SECONDS", "2".to_string()),
         ("LOG_LEVEL", "info".to_string()),
+        ("RECONCILE_SCHEDULE", "0 */5 * * * *".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

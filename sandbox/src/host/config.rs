@@ -405,7 +405,17 @@ fn triggered(name: &str, trigger: &Value, env: &[(String, String)]) -> Result<Op
             };
             Trigger::Queue { queue_name, connection }
         }
-        "timertrigger" => Trigger::Timer { schedule: text("schedule") },
+        "timertrigger" => {
+            // As the host does: a `%NAME%` schedule is an app setting, and one that resolves to nothing stops it.
+            let schedule = expand_vars(&text("schedule"), env);
+            if schedule.trim().is_empty() || schedule.contains('%') {
+                return Err(cfg_err(format!(
+                    "function {name}: the timer schedule {:?} does not resolve to a value",
+                    text("schedule")
+                )));
+            }
+            Trigger::Timer { schedule }
+        }
         _ => return Ok(None),
     };
     if binding.is_empty() {
