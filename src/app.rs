@@ -6,7 +6,7 @@ use crate::cf::client::CfClient;
 use crate::config::Config;
 use crate::directions::cf_webhook::CfWebhook;
 use crate::directions::halo_webhook::HaloWebhook;
-use crate::directions::reconcile::{Reconcile, RUN_BUDGET};
+use crate::directions::reconcile::{Reconcile, RUN_BUDGET, STEP_BUDGET};
 use crate::directions::{Context, Direction, CF_WEBHOOK, HALO_WEBHOOK};
 use crate::domain::RefLocation;
 use crate::halo::client::HaloClient;
@@ -123,7 +123,10 @@ impl App {
         let sync = self.halo_webhook(RUN_BUDGET)?;
         let cfg =
             self.config.halo_webhook.ready().map(|c| c.reconcile).ok_or_else(|| Self::unavailable(&HALO_WEBHOOK))?;
-        Ok(Reconcile::new(sync, cfg))
+        let step = Box::new(move || {
+            self.halo_webhook(STEP_BUDGET).map_err(|off| format!("{} went off during the run", off.direction))
+        });
+        Ok(Reconcile::new(sync, step, cfg))
     }
 
     /// The halo-webhook work of one webhook with `budget` to finish, or why the direction is off.

@@ -20,7 +20,7 @@ use crate::halo::client::MAX_PAGE_SIZE;
 use crate::halo::model::Ticket;
 use crate::store::claim::{Acquired, ClaimPolicy, Claimant, Claiming, Patience, Release};
 use crate::store::{reconcile_key, ReconcileRecord, StoreError, TicketRecord};
-use crate::upstream::{Deadline, UpstreamError};
+use crate::upstream::{Deadline, UpstreamError, RATE_LIMIT_BACKOFF};
 use crate::work::{WorkError, WorkFailure, WorkItem};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -33,6 +33,11 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(240);
 
 /// A lease older than this belongs to a run that died (a run ends within `RUN_BUDGET`).
 const LEASE_TTL_SECS: i64 = 300;
+
+/// The time one Halo listing or one ticket's sync may take. Shorter than the wait after a 429
+/// (`upstream::RATE_LIMIT_BACKOFF`), so a 429 is never waited out (and the call repeated) inside a run: it ends
+/// the run. A sync cut short by it is put on the work queue.
+pub const STEP_BUDGET: Duration = Duration::from_secs(15);
 
 /// Whether a run changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,17 +203,24 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error("work queue: {0}")]
     Work(#[from] WorkError),
+    #[error("{0}")]
+    Off(String),
 }
+
+/// The halo-webhook work of one step of a run, with `STEP_BUDGET` to finish (or why the direction is off).
+pub type Step<'a> = Box<dyn Fn() -> Result<HaloWebhook<'a>, String> + Send + Sync + 'a>;
 
 /// One reconcile run.
 pub struct Reconcile<'a> {
+    /// The run's own parts and deadline (`RUN_BUDGET`).
     sync: HaloWebhook<'a>,
+    step: Step<'a>,
     cfg: ReconcileConfig,
 }
 
 impl<'a> Reconcile<'a> {
-    pub fn new(sync: HaloWebhook<'a>, cfg: ReconcileConfig) -> Self {
-        Reconcile { sync, cfg }
+    pub fn new(sync: HaloWebhook<'a>, step: Step<'a>, cfg: ReconcileConfig) -> Self {
+        Reconcile { sync, step, cfg }
     }
 
     pub async fn run(&self, mode: Mode) -> Result<Ran, ReconcileError> {
@@ -271,7 +283,7 @@ impl<'a> Reconcile<'a> {
             }
             let ids: Vec<TicketId> = chunk.iter().map(|(id, _)| *id).collect();
             report.halo_calls += 1;
-            let listed = match ctx.halo.tickets_by_ids(&ids, ctx.deadline).await {
+            let listed = match ctx.halo.tickets_by_ids(&ids, Deadline::after(STEP_BUDGET)).await {
                 Ok(listed) => listed,
                 Err(e) => {
                     (report.cut_short, not_before) = halo_failed(&e);
@@ -302,7 +314,8 @@ impl<'a> Reconcile<'a> {
                     continue;
                 }
                 report.halo_calls += cost;
-                match self.sync.sync_listed(ticket).await {
+                let step = (self.step)().map_err(ReconcileError::Off)?;
+                match step.sync_listed(ticket).await {
                     Ok(HaloWebhookOutcome::Processed { forwarded, closed, set_aside }) => {
                         report.comments += forwarded;
                         report.closes += usize::from(closed);
@@ -347,9 +360,15 @@ impl<'a> Reconcile<'a> {
     }
 }
 
-/// A Halo failure ends the run; a 429 also holds every run off until its `Retry-After`.
+/// A Halo failure ends the run; a 429 also holds every run off until its `Retry-After` (Halo sends none, as far
+/// as any source shows: then the usual backoff).
 fn halo_failed(e: &UpstreamError) -> (Option<CutShort>, i64) {
-    match e.retry_after() {
+    let wait = match e {
+        UpstreamError::Status { status: 429, retry_after, .. } => Some(retry_after.unwrap_or(RATE_LIMIT_BACKOFF)),
+        UpstreamError::RetryLater { retry_after, .. } => Some(*retry_after),
+        _ => None,
+    };
+    match wait {
         Some(wait) => (Some(CutShort::RateLimited), unix_now() + wait.as_secs().max(1) as i64),
         None => (Some(CutShort::HaloFailed), 0),
     }

@@ -221,8 +221,10 @@ async fn one_run_at_a_time_across_instances_and_a_429_holds_every_run_off_until_
 
     b.halo.add_action(t, note("after the storm"));
     b.halo.faults().push(Rule::once("GET", "/api/Tickets", Fault::Status { code: 429, retry_after: Some(600) }));
+    b.halo.reset_requests();
     let limited = reconcile(&b).await;
     assert_eq!(limited["cut_short"], "halo-rate-limited", "{limited:?}");
+    assert_eq!(halo_api_calls(&b), 1, "the 429 ended the run: not waited out, not asked again");
     b.halo.reset_requests();
     let waiting = reconcile(&b).await;
     assert_eq!(waiting["outcome"], "waiting", "{waiting:?}");
