@@ -195,18 +195,18 @@ async fn two_thousand_watched_tickets_cost_one_call_per_hundred_and_two_hundred_
 /// the other exits at once. A 429 ends a run and keeps the next one from asking Halo before its Retry-After.
 #[tokio::test]
 async fn one_run_at_a_time_across_instances_and_a_429_holds_every_run_off_until_its_retry_after() {
-    // Calls may take 10 s: the held listing below is slow, not failed.
+    // Calls may take 14 s (a run's step has 15): the held listing below is slow, not failed.
     let b = Arc::new(
         Bridge::start_with(|env| {
             env.retain(|(k, _)| k != "UPSTREAM_TIMEOUT_SECONDS");
-            env.push(("UPSTREAM_TIMEOUT_SECONDS".into(), "10".into()));
+            env.push(("UPSTREAM_TIMEOUT_SECONDS".into(), "14".into()));
         })
         .await,
     );
     let t = bridge_ticket(&b, "rc-lease").await;
     b.halo.add_action(t, note("leased"));
     b.halo.reset_requests();
-    b.halo.faults().push(Rule::once("GET", "/api/Tickets", Fault::DelayBefore(Duration::from_secs(5))));
+    b.halo.faults().push(Rule::once("GET", "/api/Tickets", Fault::DelayBefore(Duration::from_secs(12))));
     let timer = {
         let b = b.clone();
         tokio::spawn(async move { reconcile(&b).await })
