@@ -15,7 +15,7 @@ mod common;
 use cf_halo_bridge::app::App;
 use cf_halo_bridge::cf::event;
 use cf_halo_bridge::cf::signature::{self, SignatureHeaders};
-use cf_halo_bridge::config::{CfWebhookConfig, Config, Env, HaloWebhookConfig};
+use cf_halo_bridge::config::{CfWebhookConfig, ClientTarget, Config, Env, HaloWebhookConfig};
 use cf_halo_bridge::directions::cf_webhook::mapping;
 use cf_halo_bridge::directions::halo_webhook::{comment_for, forwardable};
 use cf_halo_bridge::domain::{EventId, RefLocation};
@@ -52,6 +52,12 @@ fn typical_delivery() -> Delivery {
     }
 }
 
+/// The client a mapped account routes to (the routing's map step; the name step is I/O).
+fn client(out: &CfWebhookConfig, incident: &event::Incident) -> ClientTarget {
+    out.mapped_client(incident.account_id.as_deref())
+        .unwrap_or(ClientTarget { client_id: out.default_client_id, site_id: None })
+}
+
 /// Everything the cf-webhook route does for one delivery that is not I/O, in the route's order.
 fn route_work(d: &Delivery, keys: &[&[u8]], out: &CfWebhookConfig, location: RefLocation) -> usize {
     let event_id = EventId::parse(d.event_id).unwrap();
@@ -62,7 +68,7 @@ fn route_work(d: &Delivery, keys: &[&[u8]], out: &CfWebhookConfig, location: Ref
     let incident = body.envelope().unwrap().incident;
     let ev = event_key(&incident.reference, &event_id);
     let inc = incident_key(&incident.reference);
-    let ticket = mapping::new_ticket(&incident, out, location);
+    let ticket = mapping::new_ticket(&incident, out, location, client(out, &incident));
     let wire = serde_json::to_vec(&Value::Array(vec![ticket])).unwrap();
     wire.len() + ev.row.len() + inc.partition.len()
 }
@@ -94,8 +100,10 @@ fn cf_webhook(c: &mut Criterion) {
         b.iter(|| (event_key(black_box(&reference), &event_id), incident_key(black_box(&reference))))
     });
     g.bench_function("details_html", |b| b.iter(|| mapping::details_html(black_box(&incident))));
-    g.bench_function("new_ticket", |b| b.iter(|| mapping::new_ticket(black_box(&incident), &out, location)));
-    let ticket = mapping::new_ticket(&incident, &out, location);
+    g.bench_function("new_ticket", |b| {
+        b.iter(|| mapping::new_ticket(black_box(&incident), &out, location, client(&out, &incident)))
+    });
+    let ticket = mapping::new_ticket(&incident, &out, location, client(&out, &incident));
     g.bench_function("ticket_body_to_json", |b| {
         b.iter(|| serde_json::to_vec(&Value::Array(vec![black_box(&ticket).clone()])).unwrap())
     });

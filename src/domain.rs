@@ -113,6 +113,13 @@ pub const LEGACY_REFERENCE: &str = "thirdpartynumber";
 /// A Halo ticket id.
 pub type TicketId = i64;
 
+/// An incident as ContraForce addresses it: its reference, in its own workspace (`None`: `CF_WORKSPACE_ID`).
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentAt<'a> {
+    pub reference: &'a ExternalRef,
+    pub workspace: Option<&'a str>,
+}
+
 /// Current Unix time in seconds.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()

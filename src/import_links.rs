@@ -23,7 +23,7 @@ use crate::domain::{ExternalRef, TicketId};
 use crate::halo::client::{HaloClient, TicketPage, MAX_PAGE_SIZE};
 use crate::halo::model::Ticket;
 use crate::store::{
-    incident_key, ticket_key, Claim, CloseState, IncidentRecord, IncidentState, Store, StoreError, TicketRecord,
+    incident_key, ticket_key, CloseState, IncidentRecord, IncidentState, Store, StoreError, TicketRecord,
 };
 use crate::upstream::{Deadline, UpstreamError, RATE_LIMIT_BACKOFF};
 use std::collections::BTreeMap;
@@ -253,13 +253,8 @@ async fn link(halo: &HaloClient, store: &Store, found: &Found, closed: bool, dry
         }
     }
     let created = IncidentRecord {
-        reference: reference.clone(),
-        state: IncidentState::Created,
-        ticket_id: Some(ticket_id),
-        claim: Claim::released(),
-        lookup_needed: false,
-        created_by_event: None,
-        created_by_delivery: None,
+        routed_by: Some("imported".into()),
+        ..IncidentRecord::new(reference.clone(), IncidentState::Created, Some(ticket_id))
     };
     match store.insert(&incident_key, &created).await {
         Ok(_) => Ok(Verdict::Linked),
@@ -315,15 +310,7 @@ mod tests {
     use super::*;
 
     fn record(state: IncidentState, ticket_id: Option<TicketId>) -> IncidentRecord {
-        IncidentRecord {
-            reference: ExternalRef::parse("cf|s|1").unwrap(),
-            state,
-            ticket_id,
-            claim: Claim::released(),
-            lookup_needed: false,
-            created_by_event: None,
-            created_by_delivery: None,
-        }
+        IncidentRecord::new(ExternalRef::parse("cf|s|1").unwrap(), state, ticket_id)
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub(crate) const HALO_SCOPE: &str = "HALO_SCOPE";
 pub const HALO_DEFAULT_TICKETTYPE_ID: &str = "HALO_DEFAULT_TICKETTYPE_ID";
 pub const HALO_DEFAULT_CLIENT_ID: &str = "HALO_DEFAULT_CLIENT_ID";
 pub const HALO_CLIENT_MAP: &str = "HALO_CLIENT_MAP";
+pub const HALO_CLIENT_MATCH_BY_NAME: &str = "HALO_CLIENT_MATCH_BY_NAME";
+pub const HALO_CLIENT_NAME_CACHE_SECONDS: &str = "HALO_CLIENT_NAME_CACHE_SECONDS";
+pub const CF_WORKSPACE_MAP: &str = "CF_WORKSPACE_MAP";
 pub const HALO_PRIORITY_MAP: &str = "HALO_PRIORITY_MAP";
 pub const HALO_EXTERNAL_REF_FIELD_ID: &str = "HALO_EXTERNAL_REF_FIELD_ID";
 pub const HALO_EXTERNAL_REF_FIELD: &str = "HALO_EXTERNAL_REF_FIELD";
@@ -162,7 +165,28 @@ pub const SETTINGS: &[Setting] = &[
         Area::CfWebhook,
         false,
         None,
-        "`<CF accountId>=<Halo client id>,…`: each customer's incidents on its own Halo client.",
+        "`<CF accountId>=<Halo client id>[/<site id>],…`: each customer's incidents on its own Halo client (and site).",
+    ),
+    s(
+        HALO_CLIENT_MATCH_BY_NAME,
+        Area::CfWebhook,
+        false,
+        Some("false"),
+        "An account HALO_CLIENT_MAP does not name goes to the Halo client of exactly its name (case and spacing ignored); none or two such clients: the default client.",
+    ),
+    s(
+        HALO_CLIENT_NAME_CACHE_SECONDS,
+        Area::CfWebhook,
+        false,
+        Some("86400"),
+        "How long a client name match is kept in Table Storage before Halo is asked again (one lookup per customer per period).",
+    ),
+    s(
+        CF_WORKSPACE_MAP,
+        Area::CfWebhook,
+        false,
+        None,
+        "`<CF accountId>=<ContraForce workspace id>,…`: comments and the close of that account's incidents go to its workspace (others: CF_WORKSPACE_ID).",
     ),
     s(
         HALO_PRIORITY_MAP,

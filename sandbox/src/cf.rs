@@ -33,8 +33,10 @@ pub struct CfConfig {
     pub client_id: String,
     /// Service-account client secret (Basic auth password).
     pub client_secret: String,
-    /// The only workspace id that exists (compared case-insensitively).
+    /// The default workspace id (compared case-insensitively).
     pub workspace_id: String,
+    /// More workspaces that exist (one per customer, for routing by `CF_WORKSPACE_MAP`).
+    pub other_workspaces: Vec<String>,
     /// Port to bind on 127.0.0.1; `None` picks a free one.
     pub port: Option<u16>,
 }
@@ -47,6 +49,7 @@ impl CfConfig {
             client_id: "test-cf-client".into(),
             client_secret: "test-cf-secret".into(),
             workspace_id: "3f2b8c1e-5d4a-4e6b-9c7d-0a1b2c3d4e5f".into(),
+            other_workspaces: vec!["7c9e6679-7425-40de-944b-e07fc1f90ae7".into()],
             port: None,
         }
     }
@@ -63,6 +66,8 @@ impl Default for CfConfig {
 pub struct Comment {
     /// The incident id, percent-decoded from the path.
     pub incident_id: String,
+    /// The workspace id as the path named it.
+    pub workspace_id: String,
     /// The comment text.
     pub content: String,
     /// The `source` field as text (numbers are stringified; empty when absent).
@@ -204,6 +209,10 @@ fn basic_ok(cfg: &CfConfig, req: &Incoming) -> bool {
     raw == format!("{}:{}", cfg.client_id, cfg.client_secret).as_bytes()
 }
 
+fn workspace_exists(cfg: &CfConfig, ws: &str) -> bool {
+    std::iter::once(&cfg.workspace_id).chain(&cfg.other_workspaces).any(|w| w.eq_ignore_ascii_case(ws))
+}
+
 fn handle(inner: &CfInner, req: &Incoming) -> Outgoing {
     let cfg = &inner.config;
     let segs = req.segments();
@@ -217,19 +226,19 @@ fn handle(inner: &CfInner, req: &Incoming) -> Outgoing {
     let rest: Vec<&str> = lsegs[2..].iter().map(String::as_str).collect();
     match rest.as_slice() {
         ["workspaces", ws, "incidents", _, action @ ("comments" | "status")] => {
-            if !ws.eq_ignore_ascii_case(&cfg.workspace_id) {
+            if !workspace_exists(cfg, ws) {
                 return error(404, "workspace not found");
             }
             let incident_id = segs[5].clone();
             match (*action, &req.method) {
-                ("comments", m) if m == Method::POST => add_comment(inner, req, incident_id),
+                ("comments", m) if m == Method::POST => add_comment(inner, req, incident_id, segs[3].clone()),
                 ("status", m) if m == Method::PUT => set_status(inner, req, incident_id),
                 _ => Outgoing::empty(405),
             }
         }
         // A read-only call `handler --check` uses to prove the service account's credentials.
         ["workspaces", ws, "incidents"] if req.method == Method::GET => {
-            if !ws.eq_ignore_ascii_case(&cfg.workspace_id) {
+            if !workspace_exists(cfg, ws) {
                 return error(404, "workspace not found");
             }
             let state = inner.lock();
@@ -259,7 +268,7 @@ fn check_incident(o: &serde_json::Map<String, Value>, incident_id: &str) -> Resu
     }
 }
 
-fn add_comment(inner: &CfInner, req: &Incoming, incident_id: String) -> Outgoing {
+fn add_comment(inner: &CfInner, req: &Incoming, incident_id: String, workspace_id: String) -> Outgoing {
     let o = match parse_object(req) {
         Ok(o) => o,
         Err(e) => return e,
@@ -276,7 +285,7 @@ fn add_comment(inner: &CfInner, req: &Incoming, incident_id: String) -> Outgoing
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    inner.lock().comments.push(Comment { incident_id, content, source, body: Value::Object(o) });
+    inner.lock().comments.push(Comment { incident_id, workspace_id, content, source, body: Value::Object(o) });
     Outgoing::json(201, &json!({ "id": uuid_v4() }))
 }
 

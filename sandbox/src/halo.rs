@@ -6,6 +6,8 @@
 //! * `GET|POST /api/Tickets`, `GET /api/Tickets/{id}`;
 //! * `GET|POST /api/Actions`, `GET /api/Actions/{id}`;
 //! * `GET /api/Status`;
+//! * `GET /api/Client` (`search`: a case-insensitive *contains* match on the name, as Halo's "like your search
+//!   string"; `includeinactive`), answered `{"record_count": N, "clients": [{"id", "name", "inactive"}]}`;
 //! * admin endpoints without auth under `/_sandbox/` (not recorded, no faults).
 
 use std::collections::{BTreeMap, HashMap};
@@ -241,6 +243,8 @@ struct HaloState {
     tokens_issued: usize,
     /// The time of the newest action, in Unix milliseconds.
     last_action_ms: u64,
+    /// Customers: (id, name, inactive).
+    clients: Vec<(i64, String, bool)>,
 }
 
 impl HaloState {
@@ -284,6 +288,7 @@ impl FakeHalo {
             tokens: HashMap::new(),
             tokens_issued: 0,
             last_action_ms: 0,
+            clients: vec![(1, "Default Triage".into(), false)],
         };
         let (inner, server) = fake::serve(config, state, port, "halo", dispatch)?;
         Ok(FakeHalo { inner, server })
@@ -345,6 +350,14 @@ impl FakeHalo {
         t.status_id = status_id;
         t.status_name = status_name.to_string();
         t.hasbeenclosed = closed;
+    }
+
+    /// Adds a customer (Halo client) named `name`; returns its id.
+    pub fn add_client(&self, name: &str) -> i64 {
+        let mut s = self.inner.lock();
+        let id = s.clients.iter().map(|c| c.0).max().unwrap_or(0) + 1;
+        s.clients.push((id, name.to_string(), false));
+        id
     }
 
     /// Creates a ticket directly (not through the API, no actions); returns its id.
@@ -521,6 +534,7 @@ fn handle(inner: &HaloInner, req: &Incoming) -> Outgoing {
                 ["actions"] if m == Method::GET => list_actions(inner, req),
                 ["actions"] if m == Method::POST => post_actions(inner, req),
                 ["actions", id] if m == Method::GET => get_action(inner, id),
+                ["client"] if m == Method::GET => list_clients(inner, req),
                 ["status"] if m == Method::GET => Outgoing::json(
                     200,
                     &Value::Array(STATUSES.iter().map(|(id, name)| json!({"id": id, "name": name})).collect()),
@@ -796,6 +810,21 @@ fn get_ticket(inner: &HaloInner, id: &str) -> Outgoing {
         Some(t) => Outgoing::json(200, &ticket_json(t)),
         None => not_found(&format!("ticket {id} not found")),
     }
+}
+
+fn list_clients(inner: &HaloInner, req: &Incoming) -> Outgoing {
+    let q = query_map(&req.query);
+    let s = inner.lock();
+    let needle = q.get("search").map(|n| n.to_lowercase());
+    let with_inactive = truthy(q.get("includeinactive"));
+    let clients: Vec<Value> = s
+        .clients
+        .iter()
+        .filter(|(_, _, inactive)| with_inactive || !inactive)
+        .filter(|(_, name, _)| needle.as_ref().is_none_or(|n| name.to_lowercase().contains(n.as_str())))
+        .map(|(id, name, inactive)| json!({"id": id, "name": name, "inactive": inactive}))
+        .collect();
+    Outgoing::json(200, &json!({"record_count": clients.len(), "clients": clients}))
 }
 
 fn list_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {

@@ -2,7 +2,7 @@
 //! service account; the secret is read at each call, so a rotation takes effect at once.
 
 use crate::config::HaloWebhookConfig;
-use crate::domain::ExternalRef;
+use crate::domain::IncidentAt;
 use crate::secrets::SecretId;
 use crate::secrets::Secrets;
 use crate::upstream::{self, Deadline, Retry, UpstreamError};
@@ -47,14 +47,15 @@ impl CfClient {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// `{base}/workspaces/{ws}/incidents/{incidentId}/{leaf}`, each segment URL-escaped.
-    fn incident_url(&self, incident: &ExternalRef, leaf: &str) -> reqwest::Url {
+    /// `{base}/workspaces/{ws}/incidents/{incidentId}/{leaf}`, each segment URL-escaped; `ws` is the incident's
+    /// own workspace when it was routed to one (`CF_WORKSPACE_MAP`), else `CF_WORKSPACE_ID`.
+    fn incident_url(&self, at: IncidentAt<'_>, leaf: &str) -> reqwest::Url {
         let mut url = self.base.clone();
         url.path_segments_mut().expect("an http(s) base URL").pop_if_empty().extend([
             "workspaces",
-            &self.workspace,
+            at.workspace.unwrap_or(&self.workspace),
             "incidents",
-            incident.incident_id(),
+            at.reference.incident_id(),
             leaf,
         ]);
         url
@@ -86,28 +87,19 @@ impl CfClient {
     /// Posts one comment. Retried only when it surely did not arrive (connection refused).
     pub async fn add_comment(
         &self,
-        incident: &ExternalRef,
+        at: IncidentAt<'_>,
         content: &str,
         deadline: Deadline,
     ) -> Result<(), UpstreamError> {
+        let incident = at.reference;
         let body = json!({ "incidentId": incident.incident_id(), "content": content, "source": incident.source() });
-        self.write(
-            reqwest::Method::POST,
-            self.incident_url(incident, "comments"),
-            &body,
-            Retry::OnlyIfNotSent,
-            deadline,
-        )
-        .await
+        self.write(reqwest::Method::POST, self.incident_url(at, "comments"), &body, Retry::OnlyIfNotSent, deadline)
+            .await
     }
 
     /// Closes the incident (idempotent: retried on 429/5xx/connection errors).
-    pub async fn close(
-        &self,
-        incident: &ExternalRef,
-        close: &Close<'_>,
-        deadline: Deadline,
-    ) -> Result<(), UpstreamError> {
+    pub async fn close(&self, at: IncidentAt<'_>, close: &Close<'_>, deadline: Deadline) -> Result<(), UpstreamError> {
+        let incident = at.reference;
         let body = json!({
             "incidentId": incident.incident_id(),
             "source": incident.source(),
@@ -116,8 +108,7 @@ impl CfClient {
             "classification": close.classification,
             "classificationReason": close.reason,
         });
-        self.write(reqwest::Method::PUT, self.incident_url(incident, "status"), &body, Retry::Idempotent, deadline)
-            .await
+        self.write(reqwest::Method::PUT, self.incident_url(at, "status"), &body, Retry::Idempotent, deadline).await
     }
 
     /// One authenticated write. Only the status matters: a 2xx whose body broke off was carried out.

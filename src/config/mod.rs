@@ -12,7 +12,7 @@ mod key_vault;
 mod read;
 mod storage;
 
-pub use cf_webhook::{CfWebhookConfig, NoteOutcome, PriorityMap};
+pub use cf_webhook::{CfWebhookConfig, ClientTarget, NoteOutcome, PriorityMap};
 pub use general::{DEFAULT_PORT, PORT_VARIABLE};
 pub use halo_api::HaloApiConfig;
 pub use halo_webhook::{HaloWebhookConfig, ReconcileConfig};

@@ -106,6 +106,10 @@ fn invalid_values_stop_startup_naming_the_variable() {
         ("LOG_LEVEL", "verbose"),
         ("KEY_VAULT_URI", "not a url"),
         ("UPSTREAM_TIMEOUT_SECONDS", "0"),
+        ("RECONCILE_HALO_CALLS", "301"),
+        ("RECONCILE_HALO_CALLS", "0"),
+        ("HALO_CLIENT_MATCH_BY_NAME", "sometimes"),
+        ("HALO_CLIENT_NAME_CACHE_SECONDS", "0"),
     ] {
         let err = with(&[(name, value)]).unwrap_err();
         assert_eq!(err.names(), vec![name], "{value}");
@@ -116,7 +120,8 @@ fn invalid_values_stop_startup_naming_the_variable() {
 #[test]
 fn maps_and_lists_parse() {
     let c = with(&[
-        ("HALO_CLIENT_MAP", " 0A1B=12 , acme=13"),
+        ("HALO_CLIENT_MAP", " 0A1B=12 , acme=13/4"),
+        ("CF_WORKSPACE_MAP", "acme=ws-acme"),
         ("HALO_PRIORITY_MAP", "high=4,Low=2"),
         ("HALO_CLOSED_STATUS_ID", "9, 17"),
         ("HALO_PRIVATE_NOTE_OUTCOME", "7"),
@@ -124,10 +129,14 @@ fn maps_and_lists_parse() {
     ])
     .unwrap();
     let out = c.cf_webhook.ready().unwrap();
-    assert_eq!(out.client_for(Some("0a1b")), 12);
-    assert_eq!(out.client_for(Some("ACME")), 13);
-    assert_eq!(out.client_for(Some("other")), 1);
-    assert_eq!(out.client_for(None), 1);
+    let target = |client_id, site_id| Some(ClientTarget { client_id, site_id });
+    assert_eq!(out.mapped_client(Some("0a1b")), target(12, None));
+    assert_eq!(out.mapped_client(Some(" ACME ")), target(13, Some(4)), "a site after the client, case-insensitive");
+    assert_eq!(out.mapped_client(Some("other")), None);
+    assert_eq!(out.mapped_client(None), None);
+    assert_eq!(out.mapped_workspace(Some("Acme")), Some("ws-acme"));
+    assert_eq!(out.mapped_workspace(Some("0a1b")), None, "unmapped: CF_WORKSPACE_ID");
+    assert!(!out.match_client_by_name, "name matching is opt-in");
     assert_eq!(out.priorities.priority(Some("High")), 4);
     assert_eq!(out.priorities.priority(Some("Medium")), 2);
     assert_eq!(out.note_outcome, NoteOutcome::Id(7));
@@ -196,4 +205,19 @@ fn thirdpartynumber_is_refused_as_the_reference_field_saying_why_and_what_instea
     }
     let c = with(&[("HALO_EXTERNAL_REF_FIELD", "Supplier_Reference")]).unwrap();
     assert_eq!(c.halo.ready().unwrap().reference, RefLocation::SupplierReference);
+}
+
+#[test]
+fn a_bad_map_entry_stops_the_start_naming_the_setting_and_the_entry() {
+    for (name, value, entry) in [
+        ("HALO_CLIENT_MAP", "acme=12,contoso=12/x", "`contoso=12/x`"),
+        ("HALO_CLIENT_MAP", "acme=12/", "`acme=12/`"),
+        ("HALO_CLIENT_MAP", "acme=12,ACME=13", "`ACME` is mapped twice"),
+        ("CF_WORKSPACE_MAP", "acme=ws-1,contoso", "`contoso`"),
+    ] {
+        let err = with(&[(name, value)]).unwrap_err();
+        assert_eq!(err.names(), vec![name], "{value}");
+        let text = err.to_string();
+        assert!(text.contains(name) && text.contains(entry), "{text}");
+    }
 }

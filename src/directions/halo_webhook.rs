@@ -14,7 +14,7 @@
 use super::{Context, IN_FLIGHT_RETRY};
 use crate::cf::client::{CfClient, Close};
 use crate::config::HaloWebhookConfig;
-use crate::domain::{ExternalRef, TicketId};
+use crate::domain::{IncidentAt, TicketId};
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
@@ -225,7 +225,7 @@ impl<'a> HaloWebhook<'a> {
         }
         let seen = (!unchanged).then_some(ticket.lastactiondate.as_deref()).flatten();
         let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions, seen).await?;
-        let closed = match self.mirror_close(ticket, &record.reference, record.close).await? {
+        let closed = match self.mirror_close(ticket, record.at(), record.close).await? {
             Closed::Now => true,
             Closed::SetAside => {
                 set_aside += 1;
@@ -256,7 +256,7 @@ impl<'a> HaloWebhook<'a> {
         let Ok(text) = forwardable(action, self.cfg, is_creation) else {
             return Ok(HaloWebhookOutcome::Ignored("the action is no longer forwardable"));
         };
-        let (forwarded, set_aside) = match self.forward_once(ticket_id, &record.reference, action, &text).await? {
+        let (forwarded, set_aside) = match self.forward_once(ticket_id, record.at(), action, &text).await? {
             Forwarded::Posted => (1, 0),
             Forwarded::SetAside => (0, 1),
             Forwarded::AlreadyHandled => (0, 0),
@@ -309,7 +309,7 @@ impl<'a> HaloWebhook<'a> {
         let mut complete = true;
         for action in actions.iter().filter(|a| a.id > record.last_action_id) {
             if let Ok(text) = forwardable(action, self.cfg, Some(action.id) == creation_id) {
-                match self.forward_once(ticket_id, &record.reference, action, &text).await {
+                match self.forward_once(ticket_id, record.at(), action, &text).await {
                     Ok(Forwarded::Posted) => forwarded += 1,
                     Ok(Forwarded::SetAside) => set_aside += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
@@ -343,7 +343,7 @@ impl<'a> HaloWebhook<'a> {
     async fn forward_once(
         &self,
         ticket_id: TicketId,
-        reference: &ExternalRef,
+        at: IncidentAt<'_>,
         action: &Action,
         text: &str,
     ) -> Result<Forwarded, HaloWebhookError> {
@@ -369,7 +369,7 @@ impl<'a> HaloWebhook<'a> {
             return Ok(Forwarded::InFlightElsewhere);
         };
         let sending = Versioned { value: sending, etag };
-        match self.cf.add_comment(reference, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
+        match self.cf.add_comment(at, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
             Ok(()) => {
                 let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
                 if let Err(e) = self.ctx.claims.settle(&key, &sending, &sent).await {
@@ -435,7 +435,7 @@ impl<'a> HaloWebhook<'a> {
     async fn mirror_close(
         &self,
         ticket: &Ticket,
-        reference: &ExternalRef,
+        at: IncidentAt<'_>,
         read: CloseState,
     ) -> Result<Closed, HaloWebhookError> {
         let key = ticket_key(ticket.id);
@@ -475,7 +475,7 @@ impl<'a> HaloWebhook<'a> {
             classification: &self.cfg.close_classification,
             reason: &self.cfg.close_classification_reason,
         };
-        let result = self.cf.close(reference, &close, self.ctx.deadline).await;
+        let result = self.cf.close(at, &close, self.ctx.deadline).await;
         // Refused for good: dead-lettered, and this close counts as handled (a reopen arms the next one).
         let dead_lettered = match &result {
             Err(e) if e.is_permanent() => {

@@ -1,7 +1,7 @@
 //! The Halo API calls the bridge makes. Every call carries the shared token; a 401 refreshes it once and retries.
 //! GETs are retried with backoff; POSTs are never blindly retried (callers look first, see `outbound`).
 
-use super::model::{list_items, single_item, Action, Ticket};
+use super::model::{list_items, single_item, Action, Client, Ticket};
 use super::token::TokenSource;
 use crate::config::HaloApiConfig;
 use crate::domain::{ExternalRef, RefLocation, TicketId};
@@ -24,6 +24,9 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 const LOOKUP_PAGE_SIZE: i64 = 50;
 /// Pages the recovery lookup reads at most (the 1,000 newest tickets whose reference contains ours).
 const LOOKUP_MAX_PAGES: i64 = 20;
+
+/// Pages of clients a name lookup reads at most (a name contained in more than 500 client names is not a name).
+const CLIENT_PAGES: i64 = 5;
 
 /// One page of a paged ticket list.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,6 +195,29 @@ impl HaloClient {
             }),
             None => Ok(page.tickets),
         }
+    }
+
+    /// The active clients whose name *contains* `name` (Halo's `search` is "like your search string"), up to
+    /// `CLIENT_PAGES` pages of 100: the caller compares names exactly.
+    pub async fn clients_named(&self, name: &str, deadline: Deadline) -> Result<Vec<Client>, UpstreamError> {
+        let mut found = Vec::new();
+        for page_no in 1..=CLIENT_PAGES {
+            let query = [
+                ("search", name.to_string()),
+                ("pageinate", "true".to_string()),
+                ("page_size", MAX_PAGE_SIZE.to_string()),
+                ("page_no", page_no.to_string()),
+            ];
+            let answer = self.call(Method::GET, "Client", deadline, Retry::Idempotent, |r| r.query(&query)).await?;
+            let (clients, total) = list_items::<Client>(&answer.body, "clients").map_err(|e| not_json(SERVICE, e))?;
+            let full = clients.len() as i64 >= MAX_PAGE_SIZE;
+            found.extend(clients);
+            if !full || total.is_some_and(|n| found.len() as i64 >= n) {
+                break;
+            }
+        }
+        found.retain(|c| !c.inactive);
+        Ok(found)
     }
 
     /// Looks for the ticket that carries exactly this reference (after a crash or an uncertain create). A Halo

@@ -93,6 +93,17 @@ impl Ticket {
     }
 }
 
+/// A customer (`GET /Client`: `{ "record_count": N, "clients": [ {id, name, inactive} ] }`, docs/halo-api.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Client {
+    #[serde(deserialize_with = "req_i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub inactive: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Action {
     #[serde(deserialize_with = "req_i64")]

@@ -94,6 +94,33 @@ pub struct IncidentRecord {
     /// The signed delivery that created the ticket: sent again under another event id, it is a duplicate.
     #[serde(default)]
     pub created_by_delivery: Option<String>,
+    /// The Halo client the ticket was created for, and how it was chosen (`map`, `name`, `default`, or
+    /// `default: …` with the reason a name match was not used).
+    #[serde(default)]
+    pub client_id: Option<i64>,
+    #[serde(default)]
+    pub routed_by: Option<String>,
+    /// The ContraForce workspace the incident belongs to, when routed (`CF_WORKSPACE_MAP`).
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+}
+
+impl IncidentRecord {
+    /// A record in `state` with no claim held and nothing else known yet.
+    pub fn new(reference: ExternalRef, state: IncidentState, ticket_id: Option<TicketId>) -> Self {
+        IncidentRecord {
+            reference,
+            state,
+            ticket_id,
+            claim: Claim::released(),
+            lookup_needed: false,
+            created_by_event: None,
+            created_by_delivery: None,
+            client_id: None,
+            routed_by: None,
+            workspace_id: None,
+        }
+    }
 }
 
 /// A signed delivery that became a note, and under which event id: the same delivery under another id is a replay.
@@ -149,6 +176,10 @@ pub struct TicketRecord {
     pub close: CloseState,
     #[serde(flatten)]
     pub close_claim: Claim,
+    /// The ContraForce workspace of the incident when it was routed to one (`CF_WORKSPACE_MAP`); `None` (and every
+    /// link made before routing existed): `CF_WORKSPACE_ID`.
+    #[serde(default)]
+    pub workspace_id: Option<String>,
 }
 
 impl TicketRecord {
@@ -160,7 +191,13 @@ impl TicketRecord {
             last_action_date: None,
             close: CloseState::Open,
             close_claim: Claim::released(),
+            workspace_id: None,
         }
+    }
+
+    /// Where the incident's comments and close go.
+    pub fn at(&self) -> crate::domain::IncidentAt<'_> {
+        crate::domain::IncidentAt { reference: &self.reference, workspace: self.workspace_id.as_deref() }
     }
 }
 
@@ -226,6 +263,25 @@ guarded!(ActionMarker, claim, |r| match r.state {
     MarkerState::Sending => Stage::Unknown,
     MarkerState::Sent | MarkerState::Own | MarkerState::DeadLettered => Stage::Done,
 });
+
+/// The cached Halo client match of one customer name (normalized: trimmed, spacing collapsed, lower case).
+pub fn client_name_key(normalized_name: &str) -> Key {
+    Key { partition: "client-name".into(), row: digest(normalized_name) }
+}
+
+/// What Halo's clients said about one name, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientNameRecord {
+    pub name: String,
+    /// The one client of exactly this name (`None`: none or several).
+    #[serde(default)]
+    pub client_id: Option<i64>,
+    /// How many active clients carry exactly this name.
+    pub matches: u32,
+    #[serde(with = "crate::wire::unix_string")]
+    pub fetched_at: i64,
+}
 
 /// The reconcile's one record: its lease, where the last run stopped, and until when Halo asked it to wait.
 pub fn reconcile_key() -> Key {

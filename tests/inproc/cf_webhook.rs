@@ -7,15 +7,7 @@ use sandbox::halo::NewTicket;
 
 /// An incident record claimed (not yet created) under `claim`.
 fn claimed(r: &cf_halo_bridge::domain::ExternalRef, claim: cf_halo_bridge::store::Claim) -> IncidentRecord {
-    IncidentRecord {
-        reference: r.clone(),
-        state: IncidentState::Claimed,
-        ticket_id: None,
-        claim,
-        lookup_needed: false,
-        created_by_event: None,
-        created_by_delivery: None,
-    }
+    IncidentRecord { claim, ..IncidentRecord::new(r.clone(), IncidentState::Claimed, None) }
 }
 
 async fn stored(rig: &Rig, id: &str) -> IncidentRecord {

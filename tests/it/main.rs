@@ -14,6 +14,7 @@ mod managed_identity;
 mod outage;
 mod package;
 mod reconcile;
+mod routing;
 mod soak;
 mod support;
 mod tls;

@@ -77,6 +77,7 @@ pub async fn run(args: Args) -> CmdResult {
         client_id: CF_CLIENT_ID.into(),
         client_secret: CF_CLIENT_SECRET.into(),
         workspace_id: CF_WORKSPACE_ID.into(),
+        other_workspaces: Vec::new(),
         port: port_opt(args.cf_port),
     })
     .map_err(|e| failed(format!("sandbox: cannot start the fake ContraForce on port {}: {e}", args.cf_port)))?;

@@ -1,7 +1,7 @@
 //! CF incident → Halo ticket (docs/contraforce-contract.md, docs/halo-api.md), every interpolated string HTML-escaped.
 
 use crate::cf::event::Incident;
-use crate::config::{CfWebhookConfig, NoteOutcome};
+use crate::config::{CfWebhookConfig, ClientTarget, NoteOutcome};
 use crate::domain::{EventId, RefLocation, TicketId, SUPPLIER_REFERENCE};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
@@ -87,12 +87,15 @@ pub fn details_html(incident: &Incident) -> String {
 }
 
 /// The body item of `POST /Tickets` for a new incident.
-pub fn new_ticket(incident: &Incident, cfg: &CfWebhookConfig, location: RefLocation) -> Value {
+pub fn new_ticket(incident: &Incident, cfg: &CfWebhookConfig, location: RefLocation, client: ClientTarget) -> Value {
     let reference = &incident.reference;
     let mut ticket = Map::new();
     ticket.insert("summary".into(), summary(incident.incident_number, &incident.title).into());
     ticket.insert("details_html".into(), details_html(incident).into());
-    ticket.insert("client_id".into(), cfg.client_for(incident.account_id.as_deref()).into());
+    ticket.insert("client_id".into(), client.client_id.into());
+    if let Some(site_id) = client.site_id {
+        ticket.insert("site_id".into(), site_id.into());
+    }
     ticket.insert("tickettype_id".into(), cfg.ticket_type_id.into());
     ticket.insert("priority_id".into(), cfg.priorities.priority(incident.severity.as_deref()).into());
     match location {
@@ -199,13 +202,17 @@ mod tests {
 
     #[test]
     fn ticket_uses_the_maps_and_the_reference_location() {
-        let t = new_ticket(&incident(), &cfg(), RefLocation::SupplierReference);
-        assert_eq!(t["client_id"], 2, "HALO_CLIENT_MAP is case-insensitive on the account id");
+        let client = ClientTarget { client_id: 2, site_id: None };
+        let t = new_ticket(&incident(), &cfg(), RefLocation::SupplierReference, client);
+        assert_eq!(t["client_id"], 2);
+        assert!(t.get("site_id").is_none(), "no site unless mapped");
         assert_eq!(t["tickettype_id"], 29);
         assert_eq!(t["priority_id"], 2, "priority is an integer");
         assert_eq!(t["supplier_reference"], "cf|sentinel|inc-<1>");
         assert!(t.get("customfields").is_none());
-        let t = new_ticket(&incident(), &cfg(), RefLocation::CustomField(42));
+        let t =
+            new_ticket(&incident(), &cfg(), RefLocation::CustomField(42), ClientTarget { site_id: Some(5), ..client });
+        assert_eq!(t["site_id"], 5);
         assert_eq!(t["customfields"], json!([{"id": 42, "value": "cf|sentinel|inc-<1>"}]));
         assert!(t.get("supplier_reference").is_none() && t.get("thirdpartynumber").is_none());
     }

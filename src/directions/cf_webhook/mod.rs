@@ -6,6 +6,7 @@
 //! looking for the ticket in Halo, and a Halo result counts only if it carries our exact reference.
 
 pub mod mapping;
+pub mod routing;
 
 use super::{Context, IN_FLIGHT_RETRY};
 use crate::cf::event::Incident;
@@ -152,15 +153,7 @@ impl<'a> CfWebhook<'a> {
         read: Option<Versioned<IncidentRecord>>,
     ) -> Result<Link, CfWebhookError> {
         let key = incident_key(&incident.reference);
-        let fresh = || IncidentRecord {
-            reference: incident.reference.clone(),
-            state: IncidentState::Claimed,
-            ticket_id: None,
-            claim: Claim::released(),
-            lookup_needed: false,
-            created_by_event: None,
-            created_by_delivery: None,
-        };
+        let fresh = || IncidentRecord::new(incident.reference.clone(), IncidentState::Claimed, None);
         let how = Claiming {
             fresh: Some(&fresh),
             take_over: &IncidentRecord::clone,
@@ -196,7 +189,18 @@ impl<'a> CfWebhook<'a> {
             let how = if sure_not_created { Release::Now } else { Release::AfterSettling };
             self.ctx.claims.release(key, &claim, how, move |r| r.lookup_needed = !sure_not_created)
         };
-        let client_id = self.cfg.client_for(incident.account_id.as_deref());
+        let route = match routing::route(&self.ctx, self.cfg, incident).await {
+            Ok(route) => route,
+            Err(e) => {
+                // Nothing was sent to create: the next attempt may claim at once.
+                release(!lookup_needed).await;
+                return Err(match e {
+                    routing::RoutingError::Halo(e) => e.into(),
+                    routing::RoutingError::Store(e) => e.into(),
+                });
+            }
+        };
+        let client_id = route.client.client_id;
         let recovered = if lookup_needed {
             match self.ctx.halo.find_ticket(reference, self.ctx.location, client_id, self.ctx.deadline).await {
                 Ok(found) => found,
@@ -214,7 +218,7 @@ impl<'a> CfWebhook<'a> {
                 id
             }
             None => {
-                let ticket = mapping::new_ticket(incident, self.cfg, self.ctx.location);
+                let ticket = mapping::new_ticket(incident, self.cfg, self.ctx.location, route.client);
                 match self.ctx.halo.create_ticket(&ticket, self.ctx.deadline).await {
                     Ok(id) => id,
                     Err(e) => {
@@ -226,7 +230,19 @@ impl<'a> CfWebhook<'a> {
         };
         // The ticket's record first: once the incident says Created, everything for it exists (a redelivery of
         // this event is then a plain duplicate).
-        if let Err(e) = self.seed_ticket(ticket_id, reference).await {
+        let workspace = self.cfg.mapped_workspace(incident.account_id.as_deref());
+        let routed_by = route.by.describe();
+        let reference_text = reference.to_string();
+        tracing::info!(
+            reference = reference_text.as_str(),
+            ticket_id,
+            client_id,
+            site_id = route.client.site_id,
+            routed_by,
+            workspace,
+            "routed"
+        );
+        if let Err(e) = self.seed_ticket(ticket_id, reference, workspace).await {
             // The ticket exists: give the claim back (settling), and the next delivery finds it by its reference.
             release(false).await;
             return Err(e.into());
@@ -237,6 +253,9 @@ impl<'a> CfWebhook<'a> {
         created.lookup_needed = false;
         created.created_by_event = Some(event_id.to_string());
         created.created_by_delivery = Some(delivery.to_string());
+        created.client_id = Some(client_id);
+        created.routed_by = Some(routed_by);
+        created.workspace_id = workspace.map(str::to_string);
         // Our claim may have gone stale and been taken over: record ours unless another delivery finished first.
         let written = self.ctx.claims.settle_if(key, &claim, &created, |r| r.state == IncidentState::Claimed).await?;
         if written.is_none() {
@@ -249,8 +268,14 @@ impl<'a> CfWebhook<'a> {
     }
 
     /// The halo-webhook direction's record for a ticket we created: its creation is not echoed back.
-    async fn seed_ticket(&self, ticket_id: TicketId, reference: &ExternalRef) -> Result<(), StoreError> {
-        let record = TicketRecord::new(reference.clone(), true);
+    async fn seed_ticket(
+        &self,
+        ticket_id: TicketId,
+        reference: &ExternalRef,
+        workspace: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let record =
+            TicketRecord { workspace_id: workspace.map(str::to_string), ..TicketRecord::new(reference.clone(), true) };
         match self.ctx.store.insert(&ticket_key(ticket_id), &record).await {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
