@@ -182,8 +182,18 @@ param haloDefaultTicketTypeId string = ''
 @description('HALO_DEFAULT_CLIENT_ID: Halo client id for incidents whose CF account is not in HALO_CLIENT_MAP (required for cf-webhook).')
 param haloDefaultClientId string = ''
 
-@description('HALO_CLIENT_MAP: <CF accountId>=<Halo client id>,...; empty for none.')
+@description('HALO_CLIENT_MAP: <CF accountId>=<Halo client id>[/<site id>],...; empty for none.')
 param haloClientMap string = ''
+
+@description('HALO_CLIENT_MATCH_BY_NAME: route an unmapped account to the one Halo client of exactly its name (true/false).')
+param haloClientMatchByName bool = false
+
+@description('HALO_CLIENT_NAME_CACHE_SECONDS: how long a client name match is kept before Halo is asked again.')
+@minValue(1)
+param haloClientNameCacheSeconds int = 86400
+
+@description('CF_WORKSPACE_MAP: <CF accountId>=<ContraForce workspace id>,...; empty: every incident in CF_WORKSPACE_ID.')
+param cfWorkspaceMap string = ''
 
 @description('HALO_PRIORITY_MAP: CF severity -> Halo priority_id.')
 param haloPriorityMap string = 'High=1,Medium=2,Low=3,Informational=3'
@@ -1115,6 +1125,18 @@ var cfWebhookSettings = [
   {
     name: 'HALO_CLIENT_MAP'
     value: haloClientMap
+  }
+  {
+    name: 'HALO_CLIENT_MATCH_BY_NAME'
+    value: haloClientMatchByName ? 'true' : 'false'
+  }
+  {
+    name: 'HALO_CLIENT_NAME_CACHE_SECONDS'
+    value: string(haloClientNameCacheSeconds)
+  }
+  {
+    name: 'CF_WORKSPACE_MAP'
+    value: cfWorkspaceMap
   }
   {
     name: 'HALO_PRIORITY_MAP'
