@@ -236,6 +236,12 @@ param cfCloseClassification string = 'Undetermined'
 @description('CF_CLOSE_CLASSIFICATION_REASON: classification reason sent with the close.')
 param cfCloseClassificationReason string = 'InaccurateData'
 
+@description('HALO_CLOSE_DECISION_MAP: <Halo status id>=<Classification>[/<Reason>],... (the analyst\'s decision a closing status stands for); empty for none.')
+param haloCloseDecisionMap string = ''
+
+@description('HALO_CLASSIFICATION_FIELD_ID: id of a Halo custom field holding <Classification>[/<Reason>]; empty for none.')
+param haloClassificationFieldId string = ''
+
 @description('RECONCILE_SCHEDULE: when the reconcile timer runs (NCRONTAB, six fields, UTC on Flex Consumption); it catches the Halo webhooks that never arrived.')
 param reconcileSchedule string = '0 */5 * * * *'
 
@@ -1197,6 +1203,14 @@ var haloWebhookSettings = [
   {
     name: 'CF_CLOSE_CLASSIFICATION_REASON'
     value: cfCloseClassificationReason
+  }
+  {
+    name: 'HALO_CLOSE_DECISION_MAP'
+    value: haloCloseDecisionMap
+  }
+  {
+    name: 'HALO_CLASSIFICATION_FIELD_ID'
+    value: haloClassificationFieldId
   }
   {
     name: 'RECONCILE_HALO_CALLS'

@@ -107,6 +107,8 @@ pub(crate) const WEBJOBS_STORAGE_TABLE_URI: &str = "AzureWebJobsStorage__tableSe
 pub(crate) const WEBJOBS_STORAGE_QUEUE_URI: &str = "AzureWebJobsStorage__queueServiceUri";
 pub(crate) const WEBJOBS_STORAGE_CREDENTIAL: &str = "AzureWebJobsStorage__credential";
 pub(crate) const WEBJOBS_STORAGE_CLIENT_ID: &str = "AzureWebJobsStorage__clientId";
+pub const HALO_CLOSE_DECISION_MAP: &str = "HALO_CLOSE_DECISION_MAP";
+pub const HALO_CLASSIFICATION_FIELD_ID: &str = "HALO_CLASSIFICATION_FIELD_ID";
 pub const RECONCILE_SCHEDULE: &str = "RECONCILE_SCHEDULE";
 pub const RECONCILE_HALO_CALLS: &str = "RECONCILE_HALO_CALLS";
 pub const RECONCILE_REQUEUE_AFTER_SECONDS: &str = "RECONCILE_REQUEUE_AFTER_SECONDS";
@@ -277,6 +279,20 @@ pub const SETTINGS: &[Setting] = &[
         false,
         Some("InaccurateData"),
         "Classification reason sent with the close.",
+    ),
+    s(
+        HALO_CLOSE_DECISION_MAP,
+        Area::HaloWebhook,
+        false,
+        None,
+        "`<Halo status id>=<Classification>[/<Reason>],…`: the analyst's decision a closing status stands for (BenignPositive, FalsePositive, TruePositive, Undetermined; reasons SuspiciousActivity, SuspiciousButExpected, IncorrectAlertLogic, InaccurateData); other statuses: CF_CLOSE_CLASSIFICATION.",
+    ),
+    s(
+        HALO_CLASSIFICATION_FIELD_ID,
+        Area::HaloWebhook,
+        false,
+        None,
+        "Id of a Halo ticket custom field holding `<Classification>[/<Reason>]`: when set on a closed ticket, it wins over the status.",
     ),
     s(
         RECONCILE_SCHEDULE,

@@ -352,6 +352,14 @@ impl FakeHalo {
         t.hasbeenclosed = closed;
     }
 
+    /// Sets a ticket's custom field as an agent would. Panics if the ticket does not exist.
+    pub fn set_custom_field(&self, ticket_id: i64, field_id: i64, value: &str) {
+        let mut s = self.inner.lock();
+        let t = s.tickets.get_mut(&ticket_id).unwrap_or_else(|| panic!("sandbox: FakeHalo has no ticket {ticket_id}"));
+        t.customfields.retain(|f| f.id != field_id);
+        t.customfields.push(CustomField { id: field_id, name: format!("CF{field_id}"), value: value.into() });
+    }
+
     /// Adds a customer (Halo client) named `name`; returns its id.
     pub fn add_client(&self, name: &str) -> i64 {
         let mut s = self.inner.lock();

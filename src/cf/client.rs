@@ -27,7 +27,8 @@ pub struct CfClient {
 pub struct Close<'a> {
     pub comment: &'a str,
     pub classification: &'a str,
-    pub reason: &'a str,
+    /// `None`: no `classificationReason` is sent.
+    pub reason: Option<&'a str>,
 }
 
 impl CfClient {
@@ -100,14 +101,16 @@ impl CfClient {
     /// Closes the incident (idempotent: retried on 429/5xx/connection errors).
     pub async fn close(&self, at: IncidentAt<'_>, close: &Close<'_>, deadline: Deadline) -> Result<(), UpstreamError> {
         let incident = at.reference;
-        let body = json!({
+        let mut body = json!({
             "incidentId": incident.incident_id(),
             "source": incident.source(),
             "status": "Closed",
             "comment": close.comment,
             "classification": close.classification,
-            "classificationReason": close.reason,
         });
+        if let Some(reason) = close.reason {
+            body["classificationReason"] = reason.into();
+        }
         self.write(reqwest::Method::PUT, self.incident_url(at, "status"), &body, Retry::Idempotent, deadline).await
     }
 

@@ -15,7 +15,7 @@ mod storage;
 pub use cf_webhook::{CfWebhookConfig, ClientTarget, NoteOutcome, PriorityMap};
 pub use general::{DEFAULT_PORT, PORT_VARIABLE};
 pub use halo_api::HaloApiConfig;
-pub use halo_webhook::{HaloWebhookConfig, ReconcileConfig};
+pub use halo_webhook::{Decision, HaloWebhookConfig, ReconcileConfig};
 pub use key_vault::KeyVaultConfig;
 pub use storage::{StorageConfig, StorageConnection, WorkQueueConfig, WORK_QUEUE};
 

@@ -213,6 +213,9 @@ fn a_bad_map_entry_stops_the_start_naming_the_setting_and_the_entry() {
         ("HALO_CLIENT_MAP", "acme=12,contoso=12/x", "`contoso=12/x`"),
         ("HALO_CLIENT_MAP", "acme=12/", "`acme=12/`"),
         ("HALO_CLIENT_MAP", "acme=12,ACME=13", "`ACME` is mapped twice"),
+        ("HALO_CLOSE_DECISION_MAP", "21=FalsePositive/Wrong", "`Wrong` is not one of"),
+        ("HALO_CLOSE_DECISION_MAP", "21=Benign", "`Benign` is not one of"),
+        ("HALO_CLOSE_DECISION_MAP", "x=Undetermined", "`x`"),
         ("CF_WORKSPACE_MAP", "acme=ws-1,contoso", "`contoso`"),
     ] {
         let err = with(&[(name, value)]).unwrap_err();
@@ -220,4 +223,12 @@ fn a_bad_map_entry_stops_the_start_naming_the_setting_and_the_entry() {
         let text = err.to_string();
         assert!(text.contains(name) && text.contains(entry), "{text}");
     }
+}
+
+#[test]
+fn decisions_parse_as_contraforce_spells_them() {
+    let c = with(&[("HALO_CLOSE_DECISION_MAP", "21=falsepositive/incorrectalertlogic, 22=Undetermined")]).unwrap();
+    let d = &c.halo_webhook.ready().unwrap().decisions;
+    assert_eq!(d[&21], Decision { classification: "FalsePositive".into(), reason: Some("IncorrectAlertLogic".into()) });
+    assert_eq!(d[&22], Decision { classification: "Undetermined".into(), reason: None });
 }

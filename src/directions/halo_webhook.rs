@@ -13,7 +13,7 @@
 
 use super::{Context, IN_FLIGHT_RETRY};
 use crate::cf::client::{CfClient, Close};
-use crate::config::HaloWebhookConfig;
+use crate::config::{Decision, HaloWebhookConfig};
 use crate::domain::{IncidentAt, TicketId};
 use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
@@ -112,6 +112,41 @@ pub fn comment_for(ticket_id: TicketId, action: &Action, text: &str) -> String {
 
 const NOT_LINKED: &str = "not a ticket the bridge created or imported";
 const NOT_VERIFIED: &str = "the incident's record does not name this ticket";
+
+/// The analyst's decision a close stands for: the classification field when set and valid, else the closing
+/// status's entry in `HALO_CLOSE_DECISION_MAP`, else `CF_CLOSE_CLASSIFICATION` / `CF_CLOSE_CLASSIFICATION_REASON`.
+pub fn decision(ticket: &Ticket, cfg: &HaloWebhookConfig) -> Decision {
+    let from_field = cfg
+        .classification_field_id
+        .and_then(|id| ticket.custom_field(id))
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| Decision::parse(v).ok());
+    from_field.or_else(|| ticket.status_id.and_then(|s| cfg.decisions.get(&s)).cloned()).unwrap_or_else(|| Decision {
+        classification: cfg.close_classification.clone(),
+        reason: Some(cfg.close_classification_reason.clone()),
+    })
+}
+
+/// The longest closing note quoted in the close's comment.
+const MAX_CLOSING_NOTE_CHARS: usize = 1000;
+
+/// The close's comment: the Halo status, the decision, and the closing note (the last public action), capped.
+pub fn close_comment(ticket: &Ticket, decision: &Decision, closing_note: Option<&str>) -> String {
+    let status = ticket.status_name.as_deref().unwrap_or("Closed");
+    let reason = decision.reason.as_deref().map(|r| format!(" / {r}")).unwrap_or_default();
+    let mut comment =
+        format!("Closed in HaloPSA (ticket #{}, status '{status}'): {}{reason}.", ticket.id, decision.classification);
+    if let Some(note) = closing_note {
+        comment.push_str(&format!("\n\nClosing note: {}", cap(note, MAX_CLOSING_NOTE_CHARS)));
+    }
+    comment
+}
+
+/// The text of the ticket's last public action (what a comment would carry), if the actions were read.
+fn closing_note(actions: &[Action], record: &TicketRecord, cfg: &HaloWebhookConfig) -> Option<String> {
+    let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge);
+    actions.iter().rev().find_map(|a| forwardable(a, cfg, Some(a.id) == creation_id).ok())
+}
 
 /// Halo's `lastactiondate` is the one recorded when every action was last handled: there is no action to read.
 fn actions_unchanged(ticket: &Ticket, record: &TicketRecord) -> bool {
@@ -225,7 +260,8 @@ impl<'a> HaloWebhook<'a> {
         }
         let seen = (!unchanged).then_some(ticket.lastactiondate.as_deref()).flatten();
         let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions, seen).await?;
-        let closed = match self.mirror_close(ticket, record.at(), record.close).await? {
+        let closing_note = closing_note(&actions, &record, self.cfg);
+        let closed = match self.mirror_close(ticket, record.at(), record.close, closing_note.as_deref()).await? {
             Closed::Now => true,
             Closed::SetAside => {
                 set_aside += 1;
@@ -437,6 +473,7 @@ impl<'a> HaloWebhook<'a> {
         ticket: &Ticket,
         at: IncidentAt<'_>,
         read: CloseState,
+        closing_note: Option<&str>,
     ) -> Result<Closed, HaloWebhookError> {
         let key = ticket_key(ticket.id);
         let closed = is_closed(ticket, self.cfg);
@@ -465,16 +502,10 @@ impl<'a> HaloWebhook<'a> {
             // Another delivery is closing it: done only once a later attempt finds it closed.
             Acquired::Busy => return Err(HaloWebhookError::InFlight),
         };
-        let comment = format!(
-            "Closed in HaloPSA (ticket #{}, status '{}').",
-            ticket.id,
-            ticket.status_name.as_deref().unwrap_or("Closed")
-        );
-        let close = Close {
-            comment: &comment,
-            classification: &self.cfg.close_classification,
-            reason: &self.cfg.close_classification_reason,
-        };
+        let decision = decision(ticket, self.cfg);
+        let comment = close_comment(ticket, &decision, closing_note);
+        let close =
+            Close { comment: &comment, classification: &decision.classification, reason: decision.reason.as_deref() };
         let result = self.cf.close(at, &close, self.ctx.deadline).await;
         // Refused for good: dead-lettered, and this close counts as handled (a reopen arms the next one).
         let dead_lettered = match &result {

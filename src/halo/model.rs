@@ -72,7 +72,7 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    fn custom_field(&self, id: i64) -> Option<&str> {
+    pub(crate) fn custom_field(&self, id: i64) -> Option<&str> {
         self.customfields.iter().find(|f| f.id == Some(id)).and_then(|f| f.value.as_ref()).and_then(Value::as_str)
     }
 

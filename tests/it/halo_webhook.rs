@@ -125,7 +125,10 @@ async fn a_close_is_mirrored_once_and_a_reopen_then_close_again() {
     assert_eq!(close["status"], "Closed");
     assert_eq!(close["classification"], "Undetermined");
     assert_eq!(close["classificationReason"], "InaccurateData");
-    assert_eq!(close["comment"], format!("Closed in HaloPSA (ticket #{t}, status 'Closed')."));
+    assert_eq!(
+        close["comment"],
+        format!("Closed in HaloPSA (ticket #{t}, status 'Closed'): Undetermined / InaccurateData.")
+    );
     b.halo.set_status(t, 2, "In Progress", false);
     assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["closed"], false);
     b.halo.set_status(t, 9, "Closed", true);

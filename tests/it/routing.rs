@@ -116,3 +116,56 @@ async fn comments_and_the_close_of_an_account_with_its_own_workspace_go_there() 
     assert!(closes.iter().any(|p| p.contains(&other.to_lowercase()) && p.contains("/w-b/")), "{closes:?}");
     assert!(closes.iter().any(|p| p.contains(&default.to_lowercase()) && p.contains("/w-a/")), "{closes:?}");
 }
+
+/// The analyst's decision flows back: a close with a status mapped to FalsePositive closes the incident as
+/// FalsePositive with the mapped reason, naming the status and quoting the closing note; the classification field,
+/// when set, wins over the status; other statuses keep the default.
+#[tokio::test]
+async fn a_close_carries_the_analysts_decision_by_status_or_by_field_and_the_closing_note() {
+    let b = Bridge::start_with(|env| {
+        env.push(("HALO_CLOSE_DECISION_MAP".into(), "21=FalsePositive/IncorrectAlertLogic,22=undetermined".into()));
+        env.push(("HALO_CLASSIFICATION_FIELD_ID".into(), "77".into()));
+    })
+    .await;
+    let mut tickets = Vec::new();
+    for id in ["d-fp", "d-und", "d-field", "d-default"] {
+        let a = b.send_cf(&format!("evt-{id}"), &of_account(id, "acct", "Any")).await;
+        tickets.push(a.body["ticketId"].as_i64().unwrap());
+    }
+    let closes =
+        [(21, "Closed - False Positive"), (22, "Closed - Unknown"), (21, "Closed - False Positive"), (9, "Closed")];
+    for (t, (status, name)) in tickets.iter().zip(closes) {
+        b.halo.add_action(*t, NewAction::human("Sam Agent", 2, &format!("decided on {t}"), false));
+        b.halo.set_status(*t, status, name, true);
+    }
+    b.halo.set_custom_field(tickets[2], 77, "TruePositive/SuspiciousActivity");
+    for t in &tickets {
+        let a = b.send_halo(&Bridge::halo_payload(*t)).await;
+        assert_eq!(a.body["closed"], true, "{a:?}");
+    }
+    let close = |id: &str| b.cf.status_changes(id)[0].clone();
+    let fp = close("d-fp");
+    assert_eq!(
+        (fp["classification"].as_str(), fp["classificationReason"].as_str()),
+        (Some("FalsePositive"), Some("IncorrectAlertLogic"))
+    );
+    let comment = fp["comment"].as_str().unwrap();
+    assert!(
+        comment.contains("status 'Closed - False Positive'") && comment.contains("FalsePositive / IncorrectAlertLogic"),
+        "{comment}"
+    );
+    assert!(comment.ends_with(&format!("Closing note: decided on {}", tickets[0])), "{comment}");
+    let und = close("d-und");
+    assert_eq!(und["classification"], "Undetermined");
+    assert!(und.get("classificationReason").is_none(), "no reason mapped, none sent: {und}");
+    let field = close("d-field");
+    assert_eq!(
+        (field["classification"].as_str(), field["classificationReason"].as_str()),
+        (Some("TruePositive"), Some("SuspiciousActivity"))
+    );
+    let default = close("d-default");
+    assert_eq!(
+        (default["classification"].as_str(), default["classificationReason"].as_str()),
+        (Some("Undetermined"), Some("InaccurateData"))
+    );
+}
