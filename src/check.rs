@@ -5,8 +5,11 @@
 use crate::app::App;
 use crate::config::{Config, ConfigErrors};
 use crate::directions;
+use crate::domain::RefLocation;
+use crate::halo::client::{HaloClient, Listing};
 use crate::keyvault::KeyVaultSecrets;
 use crate::secrets::SecretId;
+use crate::settings as names;
 use crate::store::Key;
 use crate::upstream::{Deadline, REQUEST_BUDGET};
 use std::fmt::Write;
@@ -79,17 +82,111 @@ pub async fn run(config: Config) -> Vec<Line> {
                     Ok(_) => Line::pass("Halo API", "tickets can be read"),
                     Err(e) => Line::fail("Halo API", e.to_string()),
                 });
+                for (kind, wanted) in configured_ids(&app.config) {
+                    lines.push(check_ids(halo, kind, &wanted, deadline).await);
+                }
             }
             Err(e) => lines.push(Line::fail("Halo token", e.to_string())),
         }
     }
     if let Some(cf) = &app.cf {
-        lines.push(match cf.check_credentials(Deadline::after(REQUEST_BUDGET)).await {
+        lines.push(match cf.check_credentials(None, Deadline::after(REQUEST_BUDGET)).await {
             Ok(()) => Line::pass("ContraForce API", "service account accepted"),
             Err(e) => Line::fail("ContraForce API", e.to_string()),
         });
+        let mapped = app.config.cf_webhook.ready().map(|c| c.workspace_map.clone()).unwrap_or_default();
+        if !mapped.is_empty() {
+            let mut bad = Vec::new();
+            let mut mapped: Vec<_> = mapped.into_iter().collect();
+            mapped.sort();
+            for (account, workspace) in &mapped {
+                if let Err(e) = cf.check_credentials(Some(workspace), Deadline::after(REQUEST_BUDGET)).await {
+                    bad.push(format!("{}={account}={workspace}: {e}", names::CF_WORKSPACE_MAP));
+                }
+            }
+            lines.push(match bad.is_empty() {
+                true => Line::pass("ContraForce workspaces", format!("{} mapped workspaces answer", mapped.len())),
+                false => Line::fail("ContraForce workspaces", bad.join("; ")),
+            });
+        }
     }
     lines
+}
+
+/// One configured id: the setting it comes from, how it is shown, the id, and for a site its client.
+struct Wanted {
+    setting: &'static str,
+    shown: String,
+    id: i64,
+    client: Option<i64>,
+}
+
+/// The Halo ids the configuration names, by kind (kinds with none are left out: no call for them).
+fn configured_ids(config: &Config) -> Vec<(Listing, Vec<Wanted>)> {
+    let want = |setting, shown: String, id, client| Wanted { setting, shown, id, client };
+    let (mut clients, mut sites, mut statuses, mut types, mut fields) = (vec![], vec![], vec![], vec![], vec![]);
+    if let Some(c) = config.cf_webhook.ready() {
+        clients.push(want(names::HALO_DEFAULT_CLIENT_ID, c.default_client_id.to_string(), c.default_client_id, None));
+        types.push(want(names::HALO_DEFAULT_TICKETTYPE_ID, c.ticket_type_id.to_string(), c.ticket_type_id, None));
+        let mut mapped: Vec<_> = c.client_map.iter().collect();
+        mapped.sort_by(|a, b| a.0.cmp(b.0));
+        for (account, target) in mapped {
+            let shown = format!("{account}={}", target.client_id);
+            clients.push(want(names::HALO_CLIENT_MAP, shown, target.client_id, None));
+            if let Some(site) = target.site_id {
+                let shown = format!("{account}={}/{site}", target.client_id);
+                sites.push(want(names::HALO_CLIENT_MAP, shown, site, Some(target.client_id)));
+            }
+        }
+    }
+    if let Some(h) = config.halo_webhook.ready() {
+        for id in &h.closed_status_ids {
+            statuses.push(want(names::HALO_CLOSED_STATUS_ID, id.to_string(), *id, None));
+        }
+        let mut decided: Vec<_> = h.decisions.keys().copied().collect();
+        decided.sort_unstable();
+        for id in decided {
+            statuses.push(want(names::HALO_CLOSE_DECISION_MAP, format!("{id}=…"), id, None));
+        }
+        if let Some(id) = h.classification_field_id {
+            fields.push(want(names::HALO_CLASSIFICATION_FIELD_ID, id.to_string(), id, None));
+        }
+    }
+    if let Some(RefLocation::CustomField(id)) = config.halo.ready().map(|h| h.reference) {
+        fields.push(want(names::HALO_EXTERNAL_REF_FIELD_ID, id.to_string(), id, None));
+    }
+    [
+        (Listing::Clients, clients),
+        (Listing::Sites, sites),
+        (Listing::Statuses, statuses),
+        (Listing::TicketTypes, types),
+        (Listing::CustomFields, fields),
+    ]
+    .into_iter()
+    .filter(|(_, wanted)| !wanted.is_empty())
+    .collect()
+}
+
+/// One call lists every row of the kind; each configured id must be among them (a site, under its client).
+async fn check_ids(halo: &HaloClient, kind: Listing, wanted: &[Wanted], deadline: Deadline) -> Line {
+    let (what, noun) = match kind {
+        Listing::Clients => ("Halo clients", "client"),
+        Listing::Sites => ("Halo sites", "site of that client"),
+        Listing::Statuses => ("Halo statuses", "status"),
+        Listing::TicketTypes => ("Halo ticket types", "ticket type"),
+        Listing::CustomFields => ("Halo custom fields", "custom field"),
+    };
+    let rows = match halo.listed(kind, deadline).await {
+        Ok(rows) => rows,
+        Err(e) => return Line::fail(what, e.to_string()),
+    };
+    let exists = |w: &Wanted| rows.iter().any(|r| r.id == w.id && (w.client.is_none() || r.client_id == w.client));
+    let missing: Vec<String> =
+        wanted.iter().filter(|w| !exists(w)).map(|w| format!("{}={}: no such {noun}", w.setting, w.shown)).collect();
+    match missing.is_empty() {
+        true => Line::pass(what, format!("{} configured ids exist", wanted.len())),
+        false => Line::fail(what, missing.join("; ")),
+    }
 }
 
 async fn check_storage(app: &App) -> Line {

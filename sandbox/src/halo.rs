@@ -6,6 +6,8 @@
 //! * `GET|POST /api/Tickets`, `GET /api/Tickets/{id}`;
 //! * `GET|POST /api/Actions`, `GET /api/Actions/{id}`;
 //! * `GET /api/Status`;
+//! * `GET /api/Site` (`{"record_count", "sites": [{"id", "client_id", "name"}]}`), `GET /api/TicketType` and
+//!   `GET /api/FieldInfo` (bare arrays of `{"id", "name"}`), for `handler --check`;
 //! * `GET /api/Client` (`search`: a case-insensitive *contains* match on the name, as Halo's "like your search
 //!   string"; `includeinactive`), answered `{"record_count": N, "clients": [{"id", "name", "inactive"}]}`;
 //! * admin endpoints without auth under `/_sandbox/` (not recorded, no faults).
@@ -245,7 +247,14 @@ struct HaloState {
     last_action_ms: u64,
     /// Customers: (id, name, inactive).
     clients: Vec<(i64, String, bool)>,
+    /// Sites: (id, client id, name).
+    sites: Vec<(i64, i64, String)>,
 }
+
+/// The ticket types the fake lists (`GET /TicketType`).
+const TICKET_TYPES: &[(i64, &str)] = &[(1, "Incident"), (29, "Security Incident")];
+/// The custom fields the fake lists (`GET /FieldInfo`).
+const FIELDS: &[(i64, &str)] = &[(42, "CF Reference"), (77, "Classification")];
 
 impl HaloState {
     /// Stores a new action at a time strictly later than any before it (Halo's clock is finer than a test's
@@ -289,6 +298,7 @@ impl FakeHalo {
             tokens_issued: 0,
             last_action_ms: 0,
             clients: vec![(1, "Default Triage".into(), false)],
+            sites: vec![(1, 1, "Main".into())],
         };
         let (inner, server) = fake::serve(config, state, port, "halo", dispatch)?;
         Ok(FakeHalo { inner, server })
@@ -358,6 +368,14 @@ impl FakeHalo {
         let t = s.tickets.get_mut(&ticket_id).unwrap_or_else(|| panic!("sandbox: FakeHalo has no ticket {ticket_id}"));
         t.customfields.retain(|f| f.id != field_id);
         t.customfields.push(CustomField { id: field_id, name: format!("CF{field_id}"), value: value.into() });
+    }
+
+    /// Adds a site of client `client_id`; returns its id.
+    pub fn add_site(&self, client_id: i64, name: &str) -> i64 {
+        let mut s = self.inner.lock();
+        let id = s.sites.iter().map(|c| c.0).max().unwrap_or(0) + 1;
+        s.sites.push((id, client_id, name.to_string()));
+        id
     }
 
     /// Adds a customer (Halo client) named `name`; returns its id.
@@ -543,6 +561,23 @@ fn handle(inner: &HaloInner, req: &Incoming) -> Outgoing {
                 ["actions"] if m == Method::POST => post_actions(inner, req),
                 ["actions", id] if m == Method::GET => get_action(inner, id),
                 ["client"] if m == Method::GET => list_clients(inner, req),
+                ["site"] if m == Method::GET => {
+                    let s = inner.lock();
+                    let sites: Vec<Value> = s
+                        .sites
+                        .iter()
+                        .map(|(id, client, name)| json!({"id": id, "client_id": client, "name": name}))
+                        .collect();
+                    Outgoing::json(200, &json!({"record_count": sites.len(), "sites": sites}))
+                }
+                ["tickettype"] if m == Method::GET => Outgoing::json(
+                    200,
+                    &Value::Array(TICKET_TYPES.iter().map(|(id, name)| json!({"id": id, "name": name})).collect()),
+                ),
+                ["fieldinfo"] if m == Method::GET => Outgoing::json(
+                    200,
+                    &Value::Array(FIELDS.iter().map(|(id, name)| json!({"id": id, "name": name})).collect()),
+                ),
                 ["status"] if m == Method::GET => Outgoing::json(
                     200,
                     &Value::Array(STATUSES.iter().map(|(id, name)| json!({"id": id, "name": name})).collect()),

@@ -69,12 +69,17 @@ impl CfClient {
     }
 
     /// A read-only call proving the service account's credentials (`handler --check`).
-    pub(crate) async fn check_credentials(&self, deadline: Deadline) -> Result<(), UpstreamError> {
+    /// `workspace`: a routed workspace (`None`: `CF_WORKSPACE_ID`).
+    pub(crate) async fn check_credentials(
+        &self,
+        workspace: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<(), UpstreamError> {
         let secret = self.secret()?;
         let mut url = self.base.clone();
         url.path_segments_mut().expect("an http(s) base URL").pop_if_empty().extend([
             "workspaces",
-            &self.workspace,
+            workspace.unwrap_or(&self.workspace),
             "incidents",
         ]);
         url.query_pairs_mut().append_pair("take", "1");

@@ -1,7 +1,7 @@
 //! The Halo API calls the bridge makes. Every call carries the shared token; a 401 refreshes it once and retries.
 //! GETs are retried with backoff; POSTs are never blindly retried (callers look first, see `outbound`).
 
-use super::model::{list_items, single_item, Action, Client, Ticket};
+use super::model::{list_items, single_item, Action, Client, Listed, Ticket};
 use super::token::TokenSource;
 use crate::config::HaloApiConfig;
 use crate::domain::{ExternalRef, RefLocation, TicketId};
@@ -27,6 +27,16 @@ const LOOKUP_MAX_PAGES: i64 = 20;
 
 /// Pages of clients a name lookup reads at most (a name contained in more than 500 client names is not a name).
 const CLIENT_PAGES: i64 = 5;
+
+/// The configuration lists `--check` reads (docs/halo-api.md, *Configuration lists*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Clients,
+    Sites,
+    Statuses,
+    TicketTypes,
+    CustomFields,
+}
 
 /// One page of a paged ticket list.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +228,20 @@ impl HaloClient {
         }
         found.retain(|c| !c.inactive);
         Ok(found)
+    }
+
+    /// Every row of one configuration list, in one call (`--check`: does each configured id exist?).
+    pub async fn listed(&self, kind: Listing, deadline: Deadline) -> Result<Vec<Listed>, UpstreamError> {
+        let (path, key, query): (&str, &str, &[(&str, &str)]) = match kind {
+            Listing::Clients => ("Client", "clients", &[("includeinactive", "true"), ("count", "100000")]),
+            Listing::Sites => ("Site", "sites", &[("includeinactive", "true"), ("count", "100000")]),
+            Listing::Statuses => ("Status", "statuses", &[("showall", "true")]),
+            Listing::TicketTypes => ("TicketType", "tickettypes", &[("showall", "true"), ("showinactive", "true")]),
+            Listing::CustomFields => ("FieldInfo", "fieldinfo", &[]),
+        };
+        let answer = self.call(Method::GET, path, deadline, Retry::Idempotent, |r| r.query(query)).await?;
+        let (rows, _) = list_items::<Listed>(&answer.body, key).map_err(|e| not_json(SERVICE, e))?;
+        Ok(rows)
     }
 
     /// Looks for the ticket that carries exactly this reference (after a crash or an uncertain create). A Halo

@@ -93,6 +93,16 @@ impl Ticket {
     }
 }
 
+/// One row of a configuration list (`GET /Client`, `/Site`, `/Status`, `/TicketType`, `/FieldInfo`): its id, and
+/// the client a site belongs to (Halo may send it as a decimal: parsed leniently).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Listed {
+    #[serde(deserialize_with = "req_i64")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub client_id: Option<i64>,
+}
+
 /// A customer (`GET /Client`: `{ "record_count": N, "clients": [ {id, name, inactive} ] }`, docs/halo-api.md).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Client {

@@ -35,10 +35,13 @@ async fn check_passes_against_the_fakes_and_names_a_wrong_halo_secret() {
         "Halo token",
         "Halo API",
         "ContraForce API",
+        "Halo clients",
+        "Halo statuses",
+        "Halo ticket types",
     ] {
         assert!(line(&report, what).starts_with("PASS"), "{report}");
     }
-    assert!(report.contains("7 passed, 0 failed"), "{report}");
+    assert!(report.contains("10 passed, 0 failed"), "{report}");
 
     // A queue service that does not answer turns the work queue's line red, and only it.
     let queue_at = b.azurite.queue_endpoint();
@@ -71,4 +74,43 @@ async fn check_passes_against_the_fakes_and_names_a_wrong_halo_secret() {
     // Nothing was changed: no ticket, no action, no comment.
     assert_eq!(b.halo.count("POST", "/api"), 0);
     assert!(b.cf.all_comments().is_empty());
+}
+
+/// Every configured Halo id is checked against Halo, one call per kind, and a wrong one is named by its setting and
+/// value; each mapped ContraForce workspace must answer.
+#[tokio::test]
+async fn check_names_each_configured_id_halo_does_not_have_by_setting_and_value() {
+    let b = Bridge::start().await;
+    let site = b.halo.add_site(1, "HQ");
+    let mut env = base_env(&b.halo, &b.cf, &b.azurite);
+    let other = b.cf.config().other_workspaces[0].clone();
+    env.extend([
+        ("HALO_CLIENT_MAP".to_string(), format!("acme=1/{site},contoso=4242")),
+        ("HALO_CLOSE_DECISION_MAP".to_string(), "9=FalsePositive/InaccurateData,555=Undetermined".to_string()),
+        ("HALO_CLASSIFICATION_FIELD_ID".to_string(), "77".to_string()),
+        ("CF_WORKSPACE_MAP".to_string(), format!("acme={other}")),
+    ]);
+    b.halo.reset_requests();
+    let (ok, report) = check(&env).await;
+    assert!(!ok, "a wrong id means a non-zero exit:\n{report}");
+    let clients = line(&report, "Halo clients");
+    assert!(
+        clients.starts_with("FAIL") && clients.contains("HALO_CLIENT_MAP=contoso=4242: no such client"),
+        "{report}"
+    );
+    assert!(!clients.contains("acme"), "the good ones are not named: {clients}");
+    let statuses = line(&report, "Halo statuses");
+    assert!(statuses.starts_with("FAIL") && statuses.contains("HALO_CLOSE_DECISION_MAP=555"), "{report}");
+    for what in ["Halo sites", "Halo ticket types", "Halo custom fields", "ContraForce workspaces"] {
+        assert!(line(&report, what).starts_with("PASS"), "{report}");
+    }
+    for path in ["/api/Client", "/api/Site", "/api/Status", "/api/TicketType", "/api/FieldInfo"] {
+        assert_eq!(b.halo.count("GET", path), 1, "one call per kind: {path}");
+    }
+    // A site of another client is not that client's site.
+    let mut elsewhere = env.clone();
+    elsewhere.retain(|(k, _)| k != "HALO_CLIENT_MAP");
+    elsewhere.push(("HALO_CLIENT_MAP".to_string(), format!("acme={}/{site}", b.halo.add_client("Acme"))));
+    let (_, report) = check(&elsewhere).await;
+    assert!(line(&report, "Halo sites").starts_with("FAIL"), "{report}");
 }
