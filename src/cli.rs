@@ -154,7 +154,10 @@ pub async fn run(args: &[String]) -> ExitCode {
 }
 
 async fn reconcile(app: App, what: ReconcileWhat) -> Result<(), String> {
-    let off = |off: crate::app::DirectionOff| format!("{} is off: {:?}", off.direction, off.problems);
+    let off = |off: crate::app::DirectionOff| {
+        let problems: Vec<String> = off.problems.iter().map(ToString::to_string).collect();
+        format!("{} is off: {}", off.direction, problems.join("; "))
+    };
     match what {
         ReconcileWhat::Ticket(ticket) => {
             let sync = app.halo_webhook(crate::directions::reconcile::RUN_BUDGET).map_err(off)?;

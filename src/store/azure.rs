@@ -131,11 +131,6 @@ fn rows_filter(partition: &str, rows: &[&str]) -> String {
 }
 
 /// A queried entity: its row key, own properties and ETag (queries carry it in `odata.etag`).
-#[cfg(test)]
-fn row_with_etag(entity: Props) -> Result<(String, Props, Etag), StoreError> {
-    keyed_with_etag(entity, "RowKey")
-}
-
 fn keyed_with_etag(mut entity: Props, key: &str) -> Result<(String, Props, Etag), StoreError> {
     let text = |entity: &mut Props, name: &str| match entity.remove(name) {
         Some(Value::String(s)) => Ok(s),
@@ -227,10 +222,10 @@ mod tests {
             r#"{"odata.etag":"W/\"1\"","PartitionKey":"p","RowKey":"r","Timestamp":"t","State":"Created"}"#,
         )
         .unwrap();
-        let (row, props, etag) = row_with_etag(entity).unwrap();
+        let (row, props, etag) = keyed_with_etag(entity, "RowKey").unwrap();
         assert_eq!((row.as_str(), etag.0.as_str()), ("r", "W/\"1\""));
         assert_eq!(props.keys().collect::<Vec<_>>(), ["State"]);
         let no_etag: Props = serde_json::from_str(r#"{"RowKey":"r"}"#).unwrap();
-        assert!(matches!(row_with_etag(no_etag), Err(StoreError::Unavailable(_))));
+        assert!(matches!(keyed_with_etag(no_etag, "RowKey"), Err(StoreError::Unavailable(_))));
     }
 }
