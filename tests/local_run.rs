@@ -377,6 +377,7 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         "scripts/demo-incident".to_string(),
         "scripts/demo-halo-note".to_string(),
         "scripts/demo-halo-outage".to_string(),
+        "scripts/demo-routing".to_string(),
         "handler --check".to_string(),
         ".local/logs/".to_string(),
     ] {
@@ -440,7 +441,63 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
     assert!(outage.status.success(), "demo-halo-outage failed:\n{}\n{}", outage.stdout, outage.stderr);
     assert!(outage.stdout.contains("after Halo came back"), "no queued ticket arrived:\n{}", outage.stdout);
 
-    // 5. The sandbox's own state agrees.
+    // 5. Customer routing: an incident of each sandbox customer lands on its own client (by the map, with its
+    //    site; by its name; by default), and a close as a false positive reaches the mapped customer's workspace.
+    let routing =
+        run_demo(&dir, "demo-routing", &["--bridge-url", &bridge, "--halo-url", &halo, "--cf-url", &cf], &demo_env)
+            .await;
+    assert!(
+        routing.status.success(),
+        "demo-routing failed ({}):\n{}\n{}",
+        routing.status,
+        routing.stdout,
+        routing.stderr
+    );
+    let clients = get_json(&format!("{halo}/_sandbox/clients")).await;
+    let client_id = |name: &str| {
+        clients.as_array().unwrap().iter().find(|c| c["name"] == name).and_then(|c| c["id"].as_i64()).unwrap()
+    };
+    let tickets = get_json(&format!("{halo}/_sandbox/tickets")).await;
+    let routed: Vec<(Option<i64>, Option<i64>)> = tickets.as_array().unwrap()[tickets.as_array().unwrap().len() - 3..]
+        .iter()
+        .map(|t| (t["client_id"].as_i64(), t["site_id"].as_i64()))
+        .collect();
+    let northwind_site = clients.as_array().unwrap().iter().find(|c| c["name"] == "Northwind Traders").unwrap()
+        ["sites"][0]["id"]
+        .as_i64();
+    assert_eq!(
+        routed,
+        [
+            (Some(client_id("Northwind Traders")), northwind_site),
+            (Some(client_id("Fabrikam Inc")), None),
+            (Some(1), None)
+        ],
+        "the three customers' tickets, by map (with its site), by name and by default:\n{}",
+        routing.stdout
+    );
+    let landed = routing.stdout.lines().filter(|l| l.trim_start().starts_with("✓ landed on Halo client")).count();
+    assert_eq!(landed, 3, "the demo says where each incident landed:\n{}", routing.stdout);
+    for why in ["HALO_CLIENT_MAP names its account", "one Halo client has its name", "the default (triage) client"] {
+        assert!(routing.stdout.contains(why), "the demo does not say {why:?}:\n{}", routing.stdout);
+    }
+    let incidents = get_json(&format!("{cf}/_sandbox/incidents")).await;
+    let fp: Vec<Value> = incidents
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|i| i["status_changes"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["classification"] == "FalsePositive")
+        .collect();
+    assert_eq!(fp.len(), 1, "one close as FalsePositive: {incidents:#}");
+    assert_eq!(fp[0]["classificationReason"], "IncorrectAlertLogic");
+    assert_eq!(fp[0]["workspace_id"], sandbox::customers::NORTHWIND.workspace_id.unwrap(), "in Northwind's workspace");
+    let comment = fp[0]["comment"].as_str().unwrap_or_default();
+    assert!(
+        comment.contains("Resolved - False Positive") && comment.contains("Closing note: Checked with Northwind"),
+        "{comment}"
+    );
+
+    // 6. The sandbox's own state agrees.
     let tickets = get_json(&format!("{halo}/_sandbox/tickets")).await;
     let linked: Vec<&Value> =
         tickets.as_array().unwrap().iter().filter(|t| t["supplier_reference"] == REFERENCE).collect();
@@ -458,7 +515,7 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
     assert_eq!(closes[0]["status"], "Closed");
     let demos_after = started.elapsed();
 
-    // 5. Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) stops everything.
+    // 7. Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it) stops everything.
     assert_stops(run, &ports, "INT", true).await;
     eprintln!(
         "local_run: ready after {:.1} s, demos done after {:.1} s, stopped after {:.1} s",

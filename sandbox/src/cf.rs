@@ -5,7 +5,8 @@
 //! * `POST /workspaces/{ws}/incidents/{incidentId}/comments` → 201 `{"id": "<uuid>"}`;
 //! * `PUT  /workspaces/{ws}/incidents/{incidentId}/status` → 200;
 //! * `GET  /workspaces/{ws}/incidents` → 200 (read-only; used by `handler --check`);
-//! * admin `GET /_sandbox/incidents` (no auth, not recorded).
+//! * admin `GET /_sandbox/incidents` (no auth, not recorded): per incident, its comments and status changes, each
+//!   with the `workspace_id` it was sent to.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -79,7 +80,8 @@ pub struct Comment {
 #[derive(Debug, Default)]
 struct CfState {
     comments: Vec<Comment>,
-    status_changes: Vec<(String, Value)>,
+    /// (incident id, workspace id, body) of each status change.
+    status_changes: Vec<(String, String, Value)>,
 }
 
 type CfInner = FakeCore<CfConfig, CfState>;
@@ -147,7 +149,13 @@ impl FakeCf {
 
     /// The accepted status-change bodies for one incident, in arrival order.
     pub fn status_changes(&self, incident_id: &str) -> Vec<Value> {
-        self.inner.lock().status_changes.iter().filter(|(id, _)| id == incident_id).map(|(_, v)| v.clone()).collect()
+        self.inner
+            .lock()
+            .status_changes
+            .iter()
+            .filter(|(id, _, _)| id == incident_id)
+            .map(|(_, _, v)| v.clone())
+            .collect()
     }
 
     /// Every recorded request (admin `/_sandbox/` requests excluded).
@@ -232,7 +240,7 @@ fn handle(inner: &CfInner, req: &Incoming) -> Outgoing {
             let incident_id = segs[5].clone();
             match (*action, &req.method) {
                 ("comments", m) if m == Method::POST => add_comment(inner, req, incident_id, segs[3].clone()),
-                ("status", m) if m == Method::PUT => set_status(inner, req, incident_id),
+                ("status", m) if m == Method::PUT => set_status(inner, req, incident_id, segs[3].clone()),
                 _ => Outgoing::empty(405),
             }
         }
@@ -289,7 +297,7 @@ fn add_comment(inner: &CfInner, req: &Incoming, incident_id: String, workspace_i
     Outgoing::json(201, &json!({ "id": uuid_v4() }))
 }
 
-fn set_status(inner: &CfInner, req: &Incoming, incident_id: String) -> Outgoing {
+fn set_status(inner: &CfInner, req: &Incoming, incident_id: String, workspace_id: String) -> Outgoing {
     let o = match parse_object(req) {
         Ok(o) => o,
         Err(e) => return e,
@@ -302,7 +310,7 @@ fn set_status(inner: &CfInner, req: &Incoming, incident_id: String) -> Outgoing 
         _ => return error(400, "status must be a non-empty string"),
     }
     let status = o.get("status").cloned().unwrap_or(Value::Null);
-    inner.lock().status_changes.push((incident_id.clone(), Value::Object(o)));
+    inner.lock().status_changes.push((incident_id.clone(), workspace_id, Value::Object(o)));
     Outgoing::json(200, &json!({ "isSuccess": true, "value": { "incidentId": incident_id, "status": status } }))
 }
 
@@ -320,10 +328,12 @@ fn admin(inner: &CfInner, req: &Incoming, segs: &[String]) -> Outgoing {
             list.push(serde_json::to_value(c).unwrap_or(Value::Null));
         }
     }
-    for (id, body) in &s.status_changes {
+    for (id, workspace_id, body) in &s.status_changes {
         let entry = by_incident.entry(id.clone()).or_insert_with(|| json!({ "comments": [], "status_changes": [] }));
         if let Some(list) = entry["status_changes"].as_array_mut() {
-            list.push(body.clone());
+            let mut change = body.clone();
+            change["workspace_id"] = json!(workspace_id);
+            list.push(change);
         }
     }
     Outgoing::json(200, &json!(by_incident))

@@ -10,7 +10,9 @@
 //!   `GET /api/FieldInfo` (bare arrays of `{"id", "name"}`), for `handler --check`;
 //! * `GET /api/Client` (`search`: a case-insensitive *contains* match on the name, as Halo's "like your search
 //!   string"; `includeinactive`), answered `{"record_count": N, "clients": [{"id", "name", "inactive"}]}`;
-//! * admin endpoints without auth under `/_sandbox/` (not recorded, no faults).
+//! * admin endpoints without auth under `/_sandbox/` (not recorded, no faults): `GET tickets` (with their
+//!   actions), `GET clients` (with their sites), `POST tickets`, `POST tickets/{id}/actions`,
+//!   `POST tickets/{id}/status`, `POST|DELETE outage`, `GET requests`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -103,6 +105,9 @@ pub struct Ticket {
     /// Client (customer) id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<i64>,
+    /// Site id (of the client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<i64>,
     /// Ticket type id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tickettype_id: Option<i64>,
@@ -223,16 +228,28 @@ pub struct NewTicket {
 }
 
 /// The status table the fake uses for `status_id` updates through the API.
-const STATUSES: &[(i64, &str)] =
-    &[(1, "New"), (2, "In Progress"), (3, "Action Required"), (4, "Waiting on User"), (9, "Closed")];
+const STATUSES: &[(i64, &str)] = &[
+    (1, "New"),
+    (2, "In Progress"),
+    (3, "Action Required"),
+    (4, "Waiting on User"),
+    (9, "Closed"),
+    (FALSE_POSITIVE_STATUS_ID, "Resolved - False Positive"),
+    (TRUE_POSITIVE_STATUS_ID, "Resolved - True Positive"),
+];
 
 /// The status id that counts as closed.
 pub const CLOSED_STATUS_ID: i64 = 9;
+/// A closing status an analyst picks for a false positive (the sandbox maps it in `HALO_CLOSE_DECISION_MAP`).
+pub const FALSE_POSITIVE_STATUS_ID: i64 = 20;
+/// A closing status an analyst picks for a true positive.
+pub const TRUE_POSITIVE_STATUS_ID: i64 = 21;
 
-fn status_info(id: i64) -> (String, bool) {
+/// A status's name and whether it closes the ticket.
+pub fn status_info(id: i64) -> (String, bool) {
     let name =
         STATUSES.iter().find(|(i, _)| *i == id).map(|(_, n)| n.to_string()).unwrap_or_else(|| format!("Status {id}"));
-    (name, id == CLOSED_STATUS_ID)
+    (name, [CLOSED_STATUS_ID, FALSE_POSITIVE_STATUS_ID, TRUE_POSITIVE_STATUS_ID].contains(&id))
 }
 
 #[derive(Debug)]
@@ -490,6 +507,7 @@ fn insert_direct_ticket(s: &mut HaloState, t: NewTicket) -> i64 {
             details: html_to_text(&t.details_html),
             details_html: t.details_html,
             client_id: t.client_id,
+            site_id: None,
             tickettype_id: t.tickettype_id,
             priority_id: t.priority_id,
             status_id,
@@ -708,6 +726,7 @@ struct TicketInput {
     id: Option<i64>,
     fields: Map<String, Value>,
     client_id: Option<i64>,
+    site_id: Option<i64>,
     tickettype_id: Option<i64>,
     priority_id: Option<i64>,
     status_id: Option<i64>,
@@ -726,6 +745,7 @@ fn post_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
             Ok::<_, Outgoing>(TicketInput {
                 id: int_field(&o, "id")?.filter(|id| *id > 0),
                 client_id: int_field(&o, "client_id")?,
+                site_id: int_field(&o, "site_id")?,
                 tickettype_id: int_field(&o, "tickettype_id")?,
                 priority_id: int_field(&o, "priority_id")?,
                 status_id: int_field(&o, "status_id")?,
@@ -765,6 +785,9 @@ fn post_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
                 }
                 if f.contains_key("client_id") {
                     t.client_id = input.client_id;
+                }
+                if f.contains_key("site_id") {
+                    t.site_id = input.site_id;
                 }
                 if f.contains_key("tickettype_id") {
                     t.tickettype_id = input.tickettype_id;
@@ -806,6 +829,7 @@ fn post_tickets(inner: &HaloInner, req: &Incoming) -> Outgoing {
                     details: details.clone(),
                     details_html: details_html.clone(),
                     client_id: input.client_id,
+                    site_id: input.site_id,
                     tickettype_id: input.tickettype_id,
                     priority_id: input.priority_id,
                     status_id,
@@ -1086,6 +1110,24 @@ fn admin(inner: &HaloInner, req: &Incoming, segs: &[String]) -> Outgoing {
     let parts: Vec<&str> = lsegs.iter().map(String::as_str).collect();
     let m = &req.method;
     match parts.as_slice() {
+        // The customers, each with its sites (the demos name clients by their ids).
+        ["_sandbox", "clients"] if m == Method::GET => {
+            let s = inner.lock();
+            let list: Vec<Value> = s
+                .clients
+                .iter()
+                .map(|(id, name, inactive)| {
+                    let sites: Vec<Value> = s
+                        .sites
+                        .iter()
+                        .filter(|(_, client, _)| client == id)
+                        .map(|(site, _, name)| json!({"id": site, "name": name}))
+                        .collect();
+                    json!({"id": id, "name": name, "inactive": inactive, "sites": sites})
+                })
+                .collect();
+            Outgoing::json(200, &Value::Array(list))
+        }
         ["_sandbox", "tickets"] if m == Method::GET => {
             let s = inner.lock();
             let list: Vec<Value> = s

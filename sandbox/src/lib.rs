@@ -5,6 +5,7 @@
 //!
 //! * [`halo::FakeHalo`] and [`cf::FakeCf`]: in-process fakes of the HaloPSA and ContraForce APIs
 //!   that behave like the real services (see docs/halo-api.md) and record every request.
+//! * [`customers`]: the sandbox's customers, each with its own Halo client and ContraForce workspace.
 //! * [`faults::Faults`]: a fault injector shared by both fakes (statuses, delays, broken bodies).
 //! * [`host::StandInHost`]: a stand-in Azure Functions host for custom handlers: HTTP forwarding,
 //!   queue triggers polled from Azurite, timer triggers fired on demand.
@@ -20,6 +21,7 @@
 
 pub mod azurite;
 pub mod cf;
+pub mod customers;
 mod fake;
 pub mod faults;
 pub mod halo;

@@ -5,6 +5,8 @@
 //! * `sandbox send-incident`: sends a signed ContraForce incident to the local bridge (`scripts/demo-incident`);
 //! * `sandbox halo-note`: a Halo agent answers and closes the ticket, and Halo's webhook fires
 //!   (`scripts/demo-halo-note`);
+//! * `sandbox demo-routing`: an incident of each sandbox customer lands on its own Halo client, and a close as a
+//!   false positive reaches that customer's workspace (`scripts/demo-routing`);
 //! * `sandbox halo-outage`: the sandbox Halo answers 503 for a while; queued work completes when it is back
 //!   (`scripts/demo-halo-outage`);
 //! * `sandbox drop-table`: empties the bridge's sandbox state in the local Azurite (used by `scripts/run-local`).
@@ -23,6 +25,7 @@ commands:
   host            run a handler under the stand-in Functions host (HTTP, queue and timer triggers)
   send-incident   send the sample ContraForce incident, signed, to the local bridge
   halo-note       add an agent's note to the sandbox ticket, close it, fire Halo's webhook
+  demo-routing    an incident of each sandbox customer: routed by map, by name, by default; a FalsePositive close
   halo-outage     take the sandbox Halo down for a while, then watch queued work complete
   drop-table      delete a table in the local Azurite (the bridge's sandbox state)
 
@@ -38,6 +41,7 @@ async fn main() -> ExitCode {
         Some("host") => cli::host::run(rest).await,
         Some("send-incident") => cli::send_incident::run(rest).await,
         Some("halo-note") => cli::halo_note::run(rest).await,
+        Some("demo-routing") => cli::demo_routing::run(rest).await,
         Some("halo-outage") => cli::halo_outage::run(rest).await,
         Some("drop-table") => cli::table::run(rest).await,
         Some("-h" | "--help" | "help") => {

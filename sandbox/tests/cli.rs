@@ -28,12 +28,15 @@ async fn serve_prints_env_and_stops_on_sigterm() {
         "--print-env",
     ]));
     let mut env = BTreeMap::new();
-    while env.len() < 10 {
+    loop {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .expect("output in time")
             .unwrap()
             .expect("more output");
+        if line == "# end of the bridge's environment" {
+            break;
+        }
         let (name, value) = line.strip_prefix("export ").and_then(|l| l.split_once('=')).expect("export lines");
         env.insert(name.to_string(), value.trim_matches('\'').to_string());
     }
@@ -48,9 +51,18 @@ async fn serve_prints_env_and_stops_on_sigterm() {
         "CF_SERVICE_ACCOUNT_CLIENT_ID",
         "CF_SERVICE_ACCOUNT_CLIENT_SECRET",
         "CF_WORKSPACE_ID",
+        "HALO_CLIENT_MAP",
+        "HALO_CLIENT_MATCH_BY_NAME",
+        "CF_WORKSPACE_MAP",
+        "HALO_CLOSE_DECISION_MAP",
     ] {
         assert!(env.contains_key(name), "{name} missing: {env:?}");
     }
+    // The customers' routing: the mapped account's client and site exist in the sandbox Halo, and each mapped
+    // workspace in the sandbox ContraForce.
+    let northwind = sandbox::customers::NORTHWIND;
+    assert!(env["HALO_CLIENT_MAP"].starts_with(&format!("{}=2/2", northwind.account_id)), "{env:?}");
+    assert!(env["CF_WORKSPACE_MAP"].contains(northwind.workspace_id.unwrap()), "{env:?}");
     assert!(env["CF_API_BASE_URL"].ends_with("/api/v2"));
 
     let c = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use sandbox::halo::{status_info, CLOSED_STATUS_ID};
 use sandbox::util::html_escape;
 
 use super::{
@@ -22,6 +23,8 @@ what reached the sandbox ContraForce (comments and the close).
   --text TEXT          the note (default \"Called the user: travel confirmed, closing.\")
   --who NAME           the agent's name (default \"Jane Agent\")
   --no-close           add the note only; the ticket stays open
+  --status ID          the closing status (default 9 Closed; the sandbox also has 20 \"Resolved - False
+                       Positive\" and 21 \"Resolved - True Positive\", mapped in HALO_CLOSE_DECISION_MAP)
   --bridge-url URL     the bridge (default $BRIDGE_URL, else http://127.0.0.1:$BRIDGE_PORT, port 7071)
   --secret SECRET      the X-Halo-Secret (default $HALO_WEBHOOK_SECRET, else local-halo-webhook-secret)
   --halo-url URL       the sandbox Halo (default $SANDBOX_HALO_URL, else port $SANDBOX_HALO_PORT, 7081)
@@ -33,13 +36,13 @@ const DEFAULT_TEXT: &str = "Called the user: travel confirmed, closing.";
 const DEFAULT_WHO: &str = "Jane Agent";
 /// The agent id of the demo agent (not the bridge's integration agent, 38).
 const DEMO_AGENT_ID: i64 = 5;
-const CLOSED_STATUS_ID: i64 = 9;
 
 struct Options {
     ticket: Option<i64>,
     text: String,
     who: String,
     close: bool,
+    status: i64,
     bridge_url: String,
     secret: String,
     secret_origin: String,
@@ -55,6 +58,7 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
         text: DEFAULT_TEXT.into(),
         who: DEFAULT_WHO.into(),
         close: true,
+        status: CLOSED_STATUS_ID,
         bridge_url: default_bridge_url(),
         secret,
         secret_origin,
@@ -67,6 +71,7 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
             "--text" => o.text = args.value(&name)?,
             "--who" => o.who = args.value(&name)?,
             "--no-close" => o.close = false,
+            "--status" => o.status = args.parsed(&name)?,
             "--bridge-url" => o.bridge_url = args.value(&name)?,
             "--secret" => {
                 o.secret = args.value(&name)?;
@@ -79,6 +84,9 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
     }
     if o.text.trim().is_empty() {
         return Err(args.error("--text must not be empty".into()));
+    }
+    if !status_info(o.status).1 {
+        return Err(args.error(format!("--status {} is not a closing status of the sandbox Halo", o.status)));
     }
     o.bridge_url = trim_url(&o.bridge_url);
     o.halo_url = trim_url(&o.halo_url);
@@ -138,11 +146,12 @@ pub async fn run(args: Args) -> CmdResult {
         .map_err(|why| failed(format!("The sandbox Halo did not take the note: {why}")))?;
     say!("  {} added a public note: \"{}\"", o.who, o.text);
     if o.close {
-        let status = json!({"status_id": CLOSED_STATUS_ID, "status_name": "Closed", "closed": true});
+        let (name, _) = status_info(o.status);
+        let status = json!({"status_id": o.status, "status_name": name, "closed": true});
         post_json(&http, &format!("{}/_sandbox/tickets/{id}/status", o.halo_url), &status)
             .await
             .map_err(|why| failed(format!("The sandbox Halo did not close the ticket: {why}")))?;
-        say!("  {} closed the ticket (status {CLOSED_STATUS_ID} Closed)", o.who);
+        say!("  {} closed the ticket (status {} {name})", o.who, o.status);
     }
 
     let url = format!("{}/api/halo-webhook", o.bridge_url);
@@ -234,8 +243,10 @@ async fn show_cf(http: &reqwest::Client, cf_url: &str, incident: &str) {
         return;
     };
     let comments = entry.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
+    let workspace = |v: &Value| text(v.get("workspace_id"));
     for (i, c) in comments.iter().enumerate() {
         say!("  comment {}  {}", i + 1, indent_rest(&text(c.get("content")), 13));
+        say!("             (workspace {})", workspace(c));
     }
     let closes = entry.get("status_changes").and_then(Value::as_array).cloned().unwrap_or_default();
     for s in &closes {
@@ -245,6 +256,7 @@ async fn show_cf(http: &reqwest::Client, cf_url: &str, incident: &str) {
             text(s.get("classification")),
             text(s.get("classificationReason"))
         );
+        say!("             (workspace {})", workspace(s));
         if let Some(comment) = s.get("comment").and_then(Value::as_str).filter(|c| !c.is_empty()) {
             say!("             {}", indent_rest(comment, 13));
         }

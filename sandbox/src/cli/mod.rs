@@ -9,6 +9,7 @@ macro_rules! say {
     }};
 }
 
+pub mod demo_routing;
 pub mod halo_note;
 pub mod halo_outage;
 pub mod host;

@@ -26,6 +26,8 @@ from the sandbox Halo, what the ticket looks like.
                        http://127.0.0.1:$SANDBOX_HALO_PORT, port 7081)
   --event-id ID        the X-CF-Event-Id (default a fresh one; reuse one to see a duplicate)
   --new-incident       give the incident a fresh id and number (a second ticket instead of a note)
+  --account-id ID      send it as an incident of this ContraForce account (data.accountId)
+  --account-name NAME  ... and with this account name (data.accountName), for routing by name
 
 Exits 0 when the bridge answered 2xx, 1 otherwise.";
 
@@ -37,6 +39,8 @@ struct Options {
     halo_url: String,
     event_id: Option<String>,
     new_incident: bool,
+    account_id: Option<String>,
+    account_name: Option<String>,
 }
 
 fn parse(mut args: Args) -> Result<Options, Failure> {
@@ -53,6 +57,8 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
         halo_url: default_halo_url(),
         event_id: None,
         new_incident: false,
+        account_id: None,
+        account_name: None,
     };
     while let Some(name) = args.next_option()? {
         match name.as_str() {
@@ -65,6 +71,8 @@ fn parse(mut args: Args) -> Result<Options, Failure> {
             "--halo-url" => o.halo_url = args.value(&name)?,
             "--event-id" => o.event_id = Some(args.value(&name)?),
             "--new-incident" => o.new_incident = true,
+            "--account-id" => o.account_id = Some(args.value(&name)?),
+            "--account-name" => o.account_name = Some(args.value(&name)?),
             other => return Err(args.unknown(other)),
         }
     }
@@ -90,7 +98,22 @@ impl Incident {
     }
 }
 
+/// What the bridge made of the incident: its answer's `status`, and the ticket as the sandbox Halo shows it.
+pub struct Sent {
+    /// The incident's id (`data.incidentId`) as sent.
+    pub incident_id: String,
+    /// `created`, `updated`, `duplicate`, `queued`, ...
+    pub status: String,
+    /// The ticket, when the bridge named one and the sandbox Halo has it.
+    pub ticket: Option<Value>,
+}
+
 pub async fn run(args: Args) -> CmdResult {
+    send(args, true).await.map(drop)
+}
+
+/// Sends the incident and says what happened (`run`, and the routing demo); `hint`: end with what to try next.
+pub async fn send(args: Args, hint: bool) -> Result<Sent, Failure> {
     let o = parse(args)?;
     let mut raw = std::fs::read(&o.file).map_err(|e| {
         failed(format!(
@@ -99,15 +122,24 @@ pub async fn run(args: Args) -> CmdResult {
         ))
     })?;
     let mut event: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    if o.new_incident {
+    let fresh_id = uuid_v4();
+    let changes = [
+        o.new_incident.then(|| ("incidentId", json!(fresh_id))),
+        o.new_incident
+            .then(|| ("incidentNumber", json!(10_000 + u64::from_str_radix(&fresh_id[..8], 16).unwrap_or(0) % 90_000))),
+        o.account_id.as_ref().map(|id| ("accountId", json!(id))),
+        o.account_name.as_ref().map(|name| ("accountName", json!(name))),
+    ];
+    if changes.iter().any(Option::is_some) {
         let Some(data) = event.get_mut("data").and_then(Value::as_object_mut) else {
-            return Err(failed(format!("{} has no `data` object to give a fresh id", o.file.display())));
+            return Err(failed(format!("{} has no `data` object to change", o.file.display())));
         };
-        let number = 10_000 + unix_now() % 90_000;
-        data.insert("incidentId".into(), json!(uuid_v4()));
-        data.insert("incidentNumber".into(), json!(number));
+        for (field, value) in changes.into_iter().flatten() {
+            data.insert(field.into(), value);
+        }
         raw = serde_json::to_vec_pretty(&event).expect("a JSON value serializes");
     }
+    let incident_id = text(event.get("data").and_then(|d| d.get("incidentId")));
     let incident = Incident::of(&event);
     let event_id = o.event_id.clone().unwrap_or_else(|| format!("demo-{}", uuid_v4()));
     let timestamp = unix_now();
@@ -171,16 +203,17 @@ pub async fn run(args: Args) -> CmdResult {
         ),
         other => say!("{} → the bridge answered {} {other:?}: {}", incident.name(), answer.status, answer.raw),
     }
-    match ticket {
+    match &ticket {
         Ok(t) => {
             say!("  summary    {}", text(t.get("summary")));
             say!("  priority   {}", text(t.get("priority_id")));
-            match ticket_reference(&t) {
+            match ticket_reference(t) {
                 Some((reference, field)) => say!("  reference  {reference}  (in {field})"),
                 None => say!("  reference  - (no cf| reference on the ticket)"),
             }
+            let site = t.get("site_id").map(|site| format!(" (site {site})")).unwrap_or_default();
             say!(
-                "  client     {}, ticket type {}, status {}",
+                "  client     {}{site}, ticket type {}, status {}",
                 text(t.get("client_id")),
                 text(t.get("tickettype_id")),
                 text(t.get("status_name"))
@@ -192,15 +225,17 @@ pub async fn run(args: Args) -> CmdResult {
                     say!("  note       {}", indent_rest(&text(last.get("note")), 13));
                 }
             }
-            say!();
-            say!("Next: scripts/demo-halo-note (an agent answers on ticket #{n} and closes it)");
+            if hint {
+                say!();
+                say!("Next: scripts/demo-halo-note (an agent answers on ticket #{n} and closes it)");
+            }
         }
         Err(why) if ticket_id.is_some() && !why.is_empty() => {
             say!("  (the ticket's details come from the sandbox Halo at {}: {why})", o.halo_url);
         }
         Err(_) => {}
     }
-    Ok(())
+    Ok(Sent { incident_id, status: status.to_string(), ticket: ticket.ok() })
 }
 
 /// The ticket as the sandbox Halo's admin endpoint shows it.
@@ -250,6 +285,8 @@ mod tests {
             halo_url: "http://127.0.0.1:7081".into(),
             event_id: None,
             new_incident: false,
+            account_id: None,
+            account_name: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `sandbox serve`: runs FakeHalo and FakeCf for local demos until SIGINT/SIGTERM.
 
 use sandbox::cf::{CfConfig, FakeCf};
+use sandbox::customers;
 use sandbox::halo::{FakeHalo, HaloConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -14,7 +15,11 @@ credentials and runs until interrupted (Ctrl-C or SIGTERM).
   --halo-port PORT   port for the fake Halo (default 7081; 0 = any free port)
   --cf-port PORT     port for the fake ContraForce (default 7082; 0 = any free port)
   --print-env        print only `export NAME=value` lines for the bridge on stdout (once
-                     both fakes listen), log to stderr, then serve";
+                     both fakes listen) and a last line \"# end of the bridge's environment\",
+                     log to stderr, then serve
+
+The sandbox has three customers (sandbox/src/customers.rs, scripts/demo-routing): one mapped
+to its Halo client and site, one found by its name, one left to the triage client.";
 
 /// Demo credentials (printed at start; they protect nothing).
 const HALO_CLIENT_ID: &str = "sandbox-halo-client";
@@ -25,6 +30,9 @@ const HALO_AGENT_NAME: &str = "ContraForce Integration";
 const CF_CLIENT_ID: &str = "sandbox-cf-client";
 const CF_CLIENT_SECRET: &str = "sandbox-cf-secret";
 const CF_WORKSPACE_ID: &str = "3f2b8c1e-5d4a-4e6b-9c7d-0a1b2c3d4e5f";
+
+/// The line `--print-env` ends its export lines with.
+const END_OF_ENV: &str = "# end of the bridge's environment";
 
 struct Options {
     halo_port: u16,
@@ -77,12 +85,13 @@ pub async fn run(args: Args) -> CmdResult {
         client_id: CF_CLIENT_ID.into(),
         client_secret: CF_CLIENT_SECRET.into(),
         workspace_id: CF_WORKSPACE_ID.into(),
-        other_workspaces: Vec::new(),
+        other_workspaces: customers::workspaces(),
         port: port_opt(args.cf_port),
     })
     .map_err(|e| failed(format!("sandbox: cannot start the fake ContraForce on port {}: {e}", args.cf_port)))?;
 
-    let env = [
+    let seeded = customers::seed(&halo);
+    let mut env = vec![
         ("HALO_AUTH_URL", halo.auth_url()),
         ("HALO_API_BASE_URL", halo.api_url()),
         ("HALO_CLIENT_ID", HALO_CLIENT_ID.to_string()),
@@ -94,10 +103,14 @@ pub async fn run(args: Args) -> CmdResult {
         ("CF_SERVICE_ACCOUNT_CLIENT_SECRET", CF_CLIENT_SECRET.to_string()),
         ("CF_WORKSPACE_ID", CF_WORKSPACE_ID.to_string()),
     ];
+    // The customers' routing (scripts/demo-routing); CF_WORKSPACE_ID stays last of the CF lines run-local waits for.
+    env.extend(customers::settings(&seeded));
     if args.print_env {
         for (name, value) in &env {
             println!("export {name}={}", shell_quote(value));
         }
+        // The end of the list: a reader waits for it, not for a name that may stop being last.
+        println!("{END_OF_ENV}");
     } else {
         println!("fake HaloPSA   {}", halo.base_url());
         println!("  token        POST {}/token (client {HALO_CLIENT_ID} / {HALO_CLIENT_SECRET})", halo.auth_url());
@@ -109,6 +122,17 @@ pub async fn run(args: Args) -> CmdResult {
         println!("fake ContraForce {}", cf.base_url());
         println!("  basic auth   {CF_CLIENT_ID} / {CF_CLIENT_SECRET}, workspace {CF_WORKSPACE_ID}");
         println!("  admin        GET  {}/_sandbox/incidents", cf.root_url());
+        println!("customers (scripts/demo-routing):");
+        for c in customers::ALL {
+            let client = match seeded.client_of(&c) {
+                Some((id, Some(site))) => {
+                    format!("Halo client {id} {:?} site {site}", c.halo_client.unwrap_or_default())
+                }
+                Some((id, None)) => format!("Halo client {id} {:?}", c.halo_client.unwrap_or_default()),
+                None => "no Halo client".to_string(),
+            };
+            println!("  {:<18} account {}, {client}, routed by {:?}", c.account_name, c.account_id, c.route);
+        }
         println!();
         println!("environment for the bridge:");
         for (name, value) in &env {
