@@ -144,6 +144,10 @@ param haloWebhookSecret string = ''
 @description('ContraForce service account client secret (halo-webhook). Empty: set Key Vault secret cf-service-account-client-secret yourself.')
 param cfServiceAccountClientSecret string = ''
 
+@secure()
+@description('Key of the status page (GET /api/status, both directions): a long random value you choose; the page itself checks it and answers 401 without it. Empty: set Key Vault secret status-page-key yourself.')
+param statusPageKey string = ''
+
 // ---------------------------------------------------------------------------------------------------------------
 // Halo API (both directions)
 // ---------------------------------------------------------------------------------------------------------------
@@ -255,6 +259,18 @@ param reconcileHaloCalls int = 30
 param reconcileRequeueAfterSeconds int = 3600
 
 // ---------------------------------------------------------------------------------------------------------------
+// Run history and the status page (both directions)
+// ---------------------------------------------------------------------------------------------------------------
+
+@description('HALO_WEB_URL: the Halo web address the status page links tickets to, e.g. https://yourname.halopsa.com; empty: ticket numbers without links.')
+param haloWebUrl string = ''
+
+@description('RUN_RETENTION_DAYS: how many days the run history (one record per delivery, read by the status page) is kept; older records are deleted.')
+@minValue(1)
+@maxValue(365)
+param runRetentionDays int = 30
+
+// ---------------------------------------------------------------------------------------------------------------
 // State, Key Vault reads, general
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -301,6 +317,7 @@ var secretNames = {
   haloClient: 'halo-client-secret'
   haloWebhook: 'halo-webhook-secret'
   cfServiceAccountClient: 'cf-service-account-client-secret'
+  statusPage: 'status-page-key'
 }
 
 var deploymentContainerName = 'app-package'
@@ -581,6 +598,17 @@ resource cfServiceAccountClientSecretResource 'Microsoft.KeyVault/vaults/secrets
   properties: {
     value: cfServiceAccountClientSecret
     contentType: 'text/plain; ContraForce service account client secret'
+  }
+}
+
+// The status page serves both directions, so its key is created whatever `directions` is.
+resource statusPageKeySecretResource 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(statusPageKey)) {
+  parent: keyVault
+  name: secretNames.statusPage
+  tags: tags
+  properties: {
+    value: statusPageKey
+    contentType: 'text/plain; status page key'
   }
 }
 
@@ -1100,6 +1128,23 @@ var commonSettings = [
     name: 'RECONCILE_SCHEDULE'
     value: reconcileSchedule
   }
+  // The status page (/api/status, both directions): its key, and the Halo address its ticket links go to.
+  {
+    name: 'STATUS_PAGE_KEY'
+    value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=${secretNames.statusPage})'
+  }
+  {
+    name: 'STATUS_PAGE_KEY_NAME'
+    value: secretNames.statusPage
+  }
+  {
+    name: 'HALO_WEB_URL'
+    value: haloWebUrl
+  }
+  {
+    name: 'RUN_RETENTION_DAYS'
+    value: string(runRetentionDays)
+  }
 ]
 
 // ContraForce -> Halo (/api/cf-webhook).
@@ -1335,6 +1380,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     haloClientSecretResource
     haloWebhookSecretResource
     cfServiceAccountClientSecretResource
+    statusPageKeySecretResource
     // private: the endpoints and their DNS records exist before the first start reaches storage and the vault.
     blobDnsZoneGroup
     queueDnsZoneGroup
@@ -1505,12 +1551,38 @@ resource handlerRestartAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Workbook: the run history from the handler's log lines (docs/operations.md, "Run history, the status page and KQL")
+// ---------------------------------------------------------------------------------------------------------------
+
+// A shared workbook of the Application Insights resource (Application Insights -> Workbooks): deliveries per outcome,
+// the deliveries with filters, what is stuck and the dead letters, from the one line the handler logs per delivery
+// (`request` / `invocation`, parsed with parse-kv). Its name must be a GUID; this one stays the same on every
+// redeployment, which puts infra/workbook.json back (an edited copy saved under another name is kept).
+// Schema: Microsoft.Insights/workbooks@2023-06-01 (kind 'shared'; displayName, category and serializedData required).
+resource deliveriesWorkbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, appName, 'bridge-deliveries-workbook')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'Bridge deliveries (${appName})'
+    category: 'workbook'
+    sourceId: appInsights.id
+    version: 'Notebook/1.0'
+    serializedData: loadTextContent('workbook.json')
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Outputs
 // ---------------------------------------------------------------------------------------------------------------
 
 output functionAppName string = site.name
 output cfWebhookUrl string = 'https://${site.properties.defaultHostName}/api/cf-webhook'
 output haloWebhookUrl string = 'https://${site.properties.defaultHostName}/api/halo-webhook'
+// The status page: anonymous at the host (a key in the URL would stay in browser history); the page asks for
+// STATUS_PAGE_KEY itself.
+output statusPageUrl string = 'https://${site.properties.defaultHostName}/api/status'
 output cfWebhookKeyCommand string = 'az functionapp function keys list -g ${resourceGroup().name} -n ${site.name} --function-name cf-webhook --query default -o tsv'
 output haloWebhookKeyCommand string = 'az functionapp function keys list -g ${resourceGroup().name} -n ${site.name} --function-name halo-webhook --query default -o tsv'
 output keyVaultName string = keyVault.name

@@ -47,8 +47,16 @@ param cfServiceAccountClientId = '<cf-service-account-client-id>'
 param cfWorkspaceId = '<cf-workspace-id>'
 param haloClosedStatusId = '9'
 
+// --- status page and run history (both directions) ---------------------------------------------------------------
+// Halo's web address for the status page's ticket links, e.g. 'https://yourname.halopsa.com'; '' = no links.
+param haloWebUrl = ''
+// Days each delivery's run record is kept (1-365).
+param runRetentionDays = 30
+
 // --- secrets (optional here; see above) -------------------------------------------------------------------------
 param cfWebhookSecret = readEnvironmentVariable('BRIDGE_CF_WEBHOOK_SECRET', '')
 param haloClientSecret = readEnvironmentVariable('BRIDGE_HALO_CLIENT_SECRET', '')
 param haloWebhookSecret = readEnvironmentVariable('BRIDGE_HALO_WEBHOOK_SECRET', '')
 param cfServiceAccountClientSecret = readEnvironmentVariable('BRIDGE_CF_SERVICE_ACCOUNT_CLIENT_SECRET', '')
+// The status page's key (Key Vault secret status-page-key): a long random value you choose.
+param statusPageKey = readEnvironmentVariable('BRIDGE_STATUS_PAGE_KEY', '')

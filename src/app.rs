@@ -13,6 +13,7 @@ use crate::halo::client::HaloClient;
 use crate::secrets::Secrets;
 use crate::store::claim::ClaimPolicy;
 use crate::store::queue::{AzureQueue, WorkQueue};
+use crate::store::runs::RunRecord;
 use crate::store::{AzureTable, Store, Table};
 use crate::upstream::Deadline;
 use crate::work::Ledger;
@@ -21,6 +22,8 @@ use std::time::Duration;
 
 pub struct App {
     pub config: Config,
+    /// The run history's writer.
+    pub runs: RunLog,
     /// The one HTTP client of upstream calls (Halo, ContraForce, the identity endpoint, Key Vault).
     pub http: reqwest::Client,
     pub secrets: Secrets,
@@ -29,6 +32,33 @@ pub struct App {
     pub ledger: Option<Ledger>,
     pub halo: Option<HaloClient>,
     pub cf: Option<CfClient>,
+}
+
+/// Writes each delivery's run record after its answer: a delivery never waits for its history (one Table write
+/// saved on every answer), and the records still being written at shutdown are waited for (`flush`).
+pub struct RunLog {
+    store: Option<Store>,
+    pending: tokio_util::task::TaskTracker,
+}
+
+impl RunLog {
+    /// Logs the delivery's line and writes its record in the background.
+    pub fn record(&self, run: RunRecord, line: &'static str) {
+        run.log(line);
+        let Some(store) = self.store.clone() else { return };
+        self.pending.spawn(async move {
+            if let Err(e) = store.record_run(&run).await {
+                tracing::warn!(error = %e, correlation_id = run.correlation_id.as_str(), "the run record could not be written");
+            }
+        });
+    }
+
+    /// Waits for the records being written (at shutdown, and in tests).
+    pub async fn flush(&self) {
+        self.pending.close();
+        self.pending.wait().await;
+        self.pending.reopen();
+    }
 }
 
 /// A direction that cannot work, and why (every reason, for the 503 body and the startup log).
@@ -74,7 +104,8 @@ impl App {
         let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
         let cf = config.halo_webhook.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
         let ledger = store.clone().zip(queue).map(|(store, queue)| Ledger::new(store, queue));
-        App { config, http, secrets, store, ledger, halo, cf }
+        let runs = RunLog { store: store.clone(), pending: tokio_util::task::TaskTracker::new() };
+        App { config, runs, http, secrets, store, ledger, halo, cf }
     }
 
     /// Why a direction cannot work now (its settings, the parts it uses, its secrets), or `None` when it can.

@@ -34,6 +34,12 @@ Commands:
                    RECONCILE_HALO_CALLS, changed tickets synced once); --dry-run syncs nothing and prints what a
                    run would sync and the Halo calls it would use; --ticket N syncs ticket N as a webhook would
                    (a reopened ticket is back on the watch list) (run with the app's settings)
+  runs [--failed] [--incident REF] [--ticket N] [--since 24h]
+                   the run history, as the status page shows it: one line per delivery (newest first; oldest
+                   first when following one incident or ticket: its timeline), then what is waiting now;
+                   --failed keeps the ones that failed or wait (queued, retried, dead-lettered, uncertain,
+                   unavailable); --since 90m | 24h | 7d (default 24h; 30d with --incident or --ticket)
+                   (run with the app's storage settings)
   --version        print the version
   -h, --help       print this help
 ";
@@ -47,6 +53,7 @@ pub enum Command {
     Version,
     Help,
     DeadLetters,
+    Runs(RunsOptions),
     /// One work id, or `None` for every dead letter (`--all`).
     Replay(Option<String>),
     ImportLinks(Options),
@@ -80,6 +87,7 @@ impl Command {
                 }
             }
             Some("import-links") => return import_options(&args[1..]).map(Command::ImportLinks),
+            Some("runs") => return runs_options(&args[1..]).map(Command::Runs),
             Some("reconcile") => {
                 let what = match (args.get(1).map(String::as_str), args.get(2).map(String::as_str)) {
                     (None, _) => ReconcileWhat::Run(Mode::Apply),
@@ -102,6 +110,57 @@ impl Command {
             None => Ok(command),
         }
     }
+}
+
+/// `handler runs`' options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunsOptions {
+    pub failed: bool,
+    pub incident: Option<String>,
+    pub ticket: Option<TicketId>,
+    /// How far back, in seconds (`None`: the page's default).
+    pub since: Option<i64>,
+}
+
+fn runs_options(args: &[String]) -> Result<RunsOptions, String> {
+    let mut options = RunsOptions::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--failed" => options.failed = true,
+            "--incident" => {
+                options.incident =
+                    Some(args.next().ok_or("--incident needs an incident reference (cf|source|id)")?.clone())
+            }
+            "--ticket" => {
+                options.ticket = match args.next().map(|n| n.parse::<TicketId>()) {
+                    Some(Ok(n)) if n > 0 => Some(n),
+                    _ => return Err("--ticket needs a Halo ticket id".into()),
+                }
+            }
+            "--since" => {
+                let value = args.next().ok_or("--since needs a duration: 90m, 24h or 7d")?;
+                options.since = Some(
+                    duration_seconds(value).ok_or(format!("--since {value}: not a duration like 90m, 24h or 7d"))?,
+                );
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(options)
+}
+
+/// `90m`, `24h`, `7d` in seconds.
+fn duration_seconds(text: &str) -> Option<i64> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    let unit = match unit {
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 fn import_options(args: &[String]) -> Result<Options, String> {
@@ -147,6 +206,7 @@ pub async fn run(args: &[String]) -> ExitCode {
         Command::Check => run_check().await,
         Command::Serve => serve().await,
         Command::DeadLetters => with_ledger(|ledger| Box::pin(list(ledger))).await,
+        Command::Runs(options) => with_app(move |app| Box::pin(runs(app, options))).await,
         Command::Replay(id) => with_ledger(move |ledger| Box::pin(replay(ledger, id))).await,
         Command::ImportLinks(options) => with_app(move |app| Box::pin(import(app, options))).await,
         Command::Reconcile(what) => with_app(move |app| Box::pin(reconcile(app, what))).await,
@@ -230,6 +290,39 @@ async fn list(ledger: Ledger) -> Result<(), String> {
     for (id, r) in records {
         let age = (now - r.updated_at).max(0) / 60;
         println!("{id}\t{:?}\tattempts={}\tupdated {age} min ago\t{}", r.state, r.attempts, r.reason);
+    }
+    Ok(())
+}
+
+async fn runs(app: App, options: RunsOptions) -> Result<(), String> {
+    use crate::routes::status::{view, Filter};
+    let filter = Filter { incident: options.incident.clone(), ticket: options.ticket, ..Filter::default() };
+    let now_ms = unix_now() * 1000;
+    let mut page = view(&app, filter.clone(), now_ms).await.map_err(|e| e.to_string())?;
+    if let Some(since) = options.since {
+        let store = app.store.as_ref().ok_or("no state storage")?;
+        let selected = crate::store::runs::RunFilter {
+            reference: filter.incident.clone(),
+            ticket_id: filter.ticket,
+            ..Default::default()
+        };
+        page.runs = store.runs(&selected, now_ms - since * 1000, now_ms, 10_000).await.map_err(|e| e.to_string())?;
+        if filter.follows_one() {
+            page.runs.reverse();
+        }
+    }
+    let runs: Vec<_> = page.runs.iter().filter(|r| !options.failed || r.failed()).collect();
+    for r in &runs {
+        println!("{}", r.line());
+    }
+    let totals: Vec<String> = page.totals.iter().map(|(o, n)| format!("{o} {n}")).collect();
+    println!(
+        "{} deliveries listed; last 24 h: {}",
+        runs.len(),
+        if totals.is_empty() { "none".to_string() } else { totals.join(", ") }
+    );
+    for w in &page.work {
+        println!("waiting: {}\t{:?}\tattempts={}\t{}", w.id, w.state, w.attempts, w.reason);
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 pub mod wire;
 pub mod work;

@@ -1,4 +1,4 @@
-//! The four secrets, as the rest of the code sees them: the current value and, during a rotation's grace window,
+//! The five secrets, as the rest of the code sees them: the current value and, during a rotation's grace window,
 //! the previous one. Values come from app settings (resolved Key Vault references) or, when `KEY_VAULT_URI` is set,
 //! from direct Key Vault reads refreshed in the background (`keyvault`).
 
@@ -10,18 +10,25 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The four secrets the bridge uses.
+/// The five secrets the bridge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SecretId {
     CfWebhook,
     HaloClient,
     HaloWebhook,
     CfServiceAccount,
+    /// The status page's own key.
+    StatusPage,
 }
 
 impl SecretId {
-    pub(crate) const ALL: [SecretId; 4] =
-        [SecretId::CfWebhook, SecretId::HaloClient, SecretId::HaloWebhook, SecretId::CfServiceAccount];
+    pub(crate) const ALL: [SecretId; 5] = [
+        SecretId::CfWebhook,
+        SecretId::HaloClient,
+        SecretId::HaloWebhook,
+        SecretId::CfServiceAccount,
+        SecretId::StatusPage,
+    ];
 
     /// The app setting that carries the value (or the Key Vault reference).
     pub fn setting(self) -> &'static str {
@@ -30,6 +37,7 @@ impl SecretId {
             SecretId::HaloClient => names::HALO_CLIENT_SECRET,
             SecretId::HaloWebhook => names::HALO_WEBHOOK_SECRET,
             SecretId::CfServiceAccount => names::CF_SERVICE_ACCOUNT_CLIENT_SECRET,
+            SecretId::StatusPage => names::STATUS_PAGE_KEY,
         }
     }
 
@@ -40,6 +48,7 @@ impl SecretId {
             SecretId::HaloClient => names::HALO_CLIENT_SECRET_NAME,
             SecretId::HaloWebhook => names::HALO_WEBHOOK_SECRET_NAME,
             SecretId::CfServiceAccount => names::CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME,
+            SecretId::StatusPage => names::STATUS_PAGE_KEY_NAME,
         }
     }
 }

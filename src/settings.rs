@@ -17,6 +17,8 @@ pub enum Area {
     Storage,
     /// Direct Key Vault reads (optional).
     KeyVault,
+    /// The operator's status page and run history (`/api/status`, `handler runs`).
+    Status,
     /// Process-wide behaviour.
     General,
 }
@@ -30,6 +32,7 @@ impl Area {
             Area::HaloApi => "halo-api",
             Area::Storage => "storage",
             Area::KeyVault => "key-vault",
+            Area::Status => "status",
             Area::General => "general",
         }
     }
@@ -121,6 +124,10 @@ pub(crate) const CF_WEBHOOK_SECRET_NAME: &str = "CF_WEBHOOK_SECRET_NAME";
 pub(crate) const HALO_CLIENT_SECRET_NAME: &str = "HALO_CLIENT_SECRET_NAME";
 pub(crate) const HALO_WEBHOOK_SECRET_NAME: &str = "HALO_WEBHOOK_SECRET_NAME";
 pub(crate) const CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME: &str = "CF_SERVICE_ACCOUNT_CLIENT_SECRET_NAME";
+pub const STATUS_PAGE_KEY: &str = "STATUS_PAGE_KEY";
+pub(crate) const STATUS_PAGE_KEY_NAME: &str = "STATUS_PAGE_KEY_NAME";
+pub const HALO_WEB_URL: &str = "HALO_WEB_URL";
+pub const RUN_RETENTION_DAYS: &str = "RUN_RETENTION_DAYS";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 pub const UPSTREAM_TIMEOUT_SECONDS: &str = "UPSTREAM_TIMEOUT_SECONDS";
@@ -418,10 +425,36 @@ pub const SETTINGS: &[Setting] = &[
         Some("cf-service-account-client-secret"),
         "Key Vault secret name of CF_SERVICE_ACCOUNT_CLIENT_SECRET.",
     ),
+    s(
+        STATUS_PAGE_KEY_NAME,
+        Area::KeyVault,
+        false,
+        Some("status-page-key"),
+        "Key Vault secret name of STATUS_PAGE_KEY.",
+    ),
     local_only(
         SSL_CERT_FILE,
         Area::General,
         "PEM file of extra certificate authorities to trust (TLS inspection proxies, test CAs); not set in Azure.",
+    ),
+    secret(
+        STATUS_PAGE_KEY,
+        Area::Status,
+        "The status page's own key (GET /api/status): a login form takes it and sets a session cookie; scripts send it in X-Status-Key.",
+    ),
+    s(
+        HALO_WEB_URL,
+        Area::Status,
+        false,
+        None,
+        "Halo's web address (e.g. https://yourname.halopsa.com): the status page links each ticket to it.",
+    ),
+    s(
+        RUN_RETENTION_DAYS,
+        Area::Status,
+        false,
+        Some("30"),
+        "How long each delivery's run record is kept, in days (1-365); the housekeeping timer deletes older ones.",
     ),
     s(
         LOG_LEVEL,

@@ -47,7 +47,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     }
     announce(&app);
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-    warp::serve(crate::routes::routes(app)).incoming(listener).graceful(shutdown_signal()).run().await;
+    warp::serve(crate::routes::routes(app.clone())).incoming(listener).graceful(shutdown_signal()).run().await;
+    // The run records of the last answers are still being written: wait for them (bounded).
+    if tokio::time::timeout(std::time::Duration::from_secs(10), app.runs.flush()).await.is_err() {
+        tracing::warn!("stopping with run records unwritten");
+    }
     tracing::info!("stopped");
     Ok(())
 }

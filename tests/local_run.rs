@@ -378,6 +378,7 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         "scripts/demo-halo-note".to_string(),
         "scripts/demo-halo-outage".to_string(),
         "scripts/demo-routing".to_string(),
+        format!("{bridge}/api/status"),
         "handler --check".to_string(),
         ".local/logs/".to_string(),
     ] {
@@ -496,6 +497,26 @@ async fn run_local_from_a_clean_checkout_runs_both_demos_and_stops_everything_on
         comment.contains("Resolved - False Positive") && comment.contains("Closing note: Checked with Northwind"),
         "{comment}"
     );
+
+    // The demos show up on the status page (signed in with the dev key run-local printed).
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = reqwest::Client::new()
+            .get(format!("{bridge}/api/status"))
+            .header("accept", "application/json")
+            .header("x-status-key", "local-status-page-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let page: Value = page.json().await.unwrap();
+        // demo-incident's ticket and demo-routing's three (the outage's is `completed` by the queue trigger).
+        if page["totals"]["created"].as_u64() == Some(4) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the demos' tickets are not on the status page: {page:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // 6. The sandbox's own state agrees.
     let tickets = get_json(&format!("{halo}/_sandbox/tickets")).await;

@@ -130,6 +130,7 @@ impl CfClient {
     ) -> Result<(), UpstreamError> {
         let secret = self.secret()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        crate::trace::count(crate::trace::Service::Cf);
         match upstream::send(SERVICE, self.call_timeout, deadline, retry, || {
             self.http.request(method.clone(), url.clone()).basic_auth(&self.client_id, Some(secret.expose())).json(body)
         })

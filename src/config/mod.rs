@@ -22,7 +22,7 @@ pub use storage::{StorageConfig, StorageConnection, WorkQueueConfig, WORK_QUEUE}
 use crate::availability::{Availability, Problem};
 use crate::secrets::{SecretId, SecretSource};
 use crate::settings::{self as names, Area};
-use read::{positive_seconds, seconds, Reader};
+use read::{base_url, integer, positive_seconds, seconds, Reader};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
@@ -99,6 +99,10 @@ pub struct Config {
     pub inline_budget: Duration,
     /// Extra trusted certificate authorities (PEM), from `SSL_CERT_FILE`.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Halo's web address, for the status page's ticket links.
+    pub halo_web_url: Option<String>,
+    /// How long run records are kept.
+    pub run_retention: Duration,
     pub secrets: BTreeMap<SecretId, SecretSource>,
 }
 
@@ -144,6 +148,14 @@ impl Config {
             d => Ok(d),
         });
         let extra_ca_pem = general::extra_ca(&mut r);
+        let halo_web_url = match r.optional(names::HALO_WEB_URL) {
+            None => Some(None),
+            value => r.parse(names::HALO_WEB_URL, value, base_url).map(Some),
+        };
+        let run_retention = r.optional_as(names::RUN_RETENTION_DAYS, |v| match integer(v)? {
+            days @ 1..=365 => Ok(Duration::from_secs(days as u64 * 86_400)),
+            _ => Err("a number of days from 1 to 365".into()),
+        });
         let config = (|| {
             Some(Config {
                 port: port?,
@@ -159,6 +171,8 @@ impl Config {
                 claim_ttl: claim_ttl?,
                 inline_budget: inline_budget?,
                 extra_ca_pem: extra_ca_pem?,
+                halo_web_url: halo_web_url?,
+                run_retention: run_retention?,
                 secrets,
             })
         })();

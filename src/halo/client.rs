@@ -96,6 +96,7 @@ impl HaloClient {
         loop {
             let token = self.tokens.token(deadline).await?;
             self.calls.fetch_add(1, Ordering::Relaxed);
+            crate::trace::count(crate::trace::Service::Halo);
             let result = upstream::send(SERVICE, self.call_timeout, deadline, retry, || {
                 shape(self.http.request(method.clone(), &url).bearer_auth(token.expose()))
             })

@@ -19,8 +19,8 @@ use warp::reply::Response;
 pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let mut log = RequestLog::default();
-    let result = process(app, &headers, body, &mut log).await;
-    log.finish(&CF_WEBHOOK, started, result)
+    let result = process(app.clone(), &headers, body, &mut log).await;
+    log.finish(&app, &CF_WEBHOOK, started, result)
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {
@@ -74,7 +74,7 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     let delivery = signature::delivery_id(signed_at, &raw);
     let verified = String::from_utf8_lossy(&raw).into_owned();
     let work_app = app.clone();
-    let inline = finish_inline(&app, item, Some(verified), async move {
+    let inline = finish_inline(&app, &log.trace, item, Some(verified), async move {
         let work = work_app.cf_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
         Ok(work.deliver(&event_id, &delivery, &incident).await)
     })

@@ -21,6 +21,12 @@ pub(crate) enum ApiError {
     InvalidSignature,
     #[error("invalid callback secret")]
     InvalidCallbackSecret,
+    /// The status page without its key (or session).
+    #[error("the status page needs its key")]
+    Unauthorized,
+    /// A status-page change without a valid CSRF token.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{} is off", .0.direction)]
@@ -45,7 +51,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::EmptyBody | ApiError::MissingEventId | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidSignature | ApiError::InvalidCallbackSecret => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidSignature | ApiError::InvalidCallbackSecret | ApiError::Unauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::DirectionOff(_) | ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -59,7 +68,7 @@ impl ApiError {
     /// The short outcome word for the request log.
     pub fn outcome(&self) -> &'static str {
         match self.status() {
-            StatusCode::SERVICE_UNAVAILABLE => "retry",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::UNAUTHORIZED => "unauthorized",
             _ => "rejected",
         }

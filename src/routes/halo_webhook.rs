@@ -20,8 +20,8 @@ use warp::reply::Response;
 pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let mut log = RequestLog::default();
-    let result = process(app, &headers, body, &mut log).await;
-    log.finish(&HALO_WEBHOOK, started, result)
+    let result = process(app.clone(), &headers, body, &mut log).await;
+    log.finish(&app, &HALO_WEBHOOK, started, result)
 }
 
 /// The secret the caller presented: `X-Halo-Secret`, else the password of HTTP Basic auth.
@@ -89,14 +89,15 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
     }
     if !batched {
         log.ticket_id = Some(tickets[0]);
-        let (body, outcome, detail) = sync_one(&app, tickets[0]).await?;
+        let (body, outcome, detail) = sync_one(&app, &log.trace, tickets[0]).await?;
         log.outcome = outcome;
-        log.detail = Some(detail);
+        log.work_id = body.get("workId").and_then(|w| w.as_str()).map(str::to_string);
+        log.detail = detail;
         return Ok(json_reply(body));
     }
     // Concurrently, so the whole batch is answered within one inline budget; every ticket is done or queued
     // before the 2xx (a failure to queue any of them is the delivery's 503).
-    let results = futures::future::join_all(tickets.iter().map(|t| sync_one(&app, *t))).await;
+    let results = futures::future::join_all(tickets.iter().map(|t| sync_one(&app, &log.trace, *t))).await;
     let mut bodies = Vec::with_capacity(results.len());
     for (ticket, result) in tickets.iter().zip(results) {
         let (mut body, _, _) = result?;
@@ -111,27 +112,30 @@ async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut Requ
 /// The most distinct tickets one delivery may name (Halo batches a few events; more is not a Halo delivery).
 const MAX_BATCH_TICKETS: usize = 100;
 
-/// One ticket's sync, done inline or set aside durably: its answer, log outcome and log detail.
-async fn sync_one(app: &Arc<App>, ticket: TicketId) -> Result<(serde_json::Value, &'static str, String), ApiError> {
+/// One ticket's sync, done inline or set aside durably: its answer, outcome, and what it did in words.
+async fn sync_one(
+    app: &Arc<App>,
+    trace: &Arc<crate::trace::Trace>,
+    ticket: TicketId,
+) -> Result<(serde_json::Value, &'static str, Option<String>), ApiError> {
     let inline_budget = app.config.inline_budget;
     let work_app = app.clone();
-    let inline = finish_inline(app, WorkItem::HaloTicket { ticket }, None, async move {
+    let inline = finish_inline(app, trace, WorkItem::HaloTicket { ticket }, None, async move {
         let work = work_app.halo_webhook(inline_budget).map_err(ApiError::DirectionOff)?;
         Ok(work.sync(ticket).await)
     })
     .await?;
     Ok(match inline {
-        Inline::Queued(id) => (json!({"status": "queued", "workId": id}), "queued", format!("work {id}")),
-        Inline::DeadLettered(id) => {
-            (json!({"status": "dead-lettered", "workId": id}), "dead-lettered", format!("work {id}"))
-        }
+        Inline::Queued(id) => (json!({"status": "queued", "workId": id}), "queued", None),
+        Inline::DeadLettered(id) => (json!({"status": "dead-lettered", "workId": id}), "dead-lettered", None),
         Inline::Done(HaloWebhookOutcome::Ignored(reason)) => {
-            (json!({"status": "ignored", "reason": reason}), "ignored", reason.to_string())
+            (json!({"status": "ignored", "reason": reason}), "ignored", Some(reason.to_string()))
         }
+        // Part of it was refused for good and dead-lettered: the run says so (the answer is still `processed`).
         Inline::Done(HaloWebhookOutcome::Processed { forwarded, closed, set_aside }) => (
             json!({"status": "processed", "actionsForwarded": forwarded, "closed": closed, "setAside": set_aside}),
-            "processed",
-            format!("{forwarded} forwarded, closed: {closed}, set aside: {set_aside}"),
+            if set_aside > 0 { "dead-lettered" } else { "processed" },
+            Some(format!("{forwarded} forwarded, closed: {closed}, set aside: {set_aside}")),
         ),
     })
 }

@@ -4,10 +4,13 @@
 mod cf_webhook;
 pub mod error;
 mod halo_webhook;
+pub mod status;
 mod work_items;
 
 use crate::app::App;
 use crate::directions::{Direction, CF_WEBHOOK, HALO_WEBHOOK};
+use crate::store::runs::RunRecord;
+use crate::trace::Trace;
 use crate::work::{WorkFailure, WorkItem};
 use bytes::Bytes;
 use error::ApiError;
@@ -52,6 +55,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::get().or(warp::head()).unify())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     let invocation_app = app.clone();
+    let status_app = with_app_of(app.clone());
     let with_app = warp::any().map(move || app.clone());
     let direction = warp::path!("api" / String)
         .and_then(|segment: String| async move { handler_for(&segment).ok_or_else(warp::reject::not_found) })
@@ -68,7 +72,29 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(limited_body())
         .and(warp::any().map(move || invocation_app.clone()))
         .then(|function, body, app| guarded(work_items::handle(function, app, body)));
-    readiness.or(direction).unify().or(invocation).unify().recover(error::recover).unify()
+    let status = warp::path("api")
+        .and(warp::path("status"))
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(limited_body())
+        .and(status_app)
+        .then(|tail: warp::path::Tail, method, query, headers, body, app| {
+            guarded(status::handle(
+                app,
+                method,
+                tail.as_str().trim_matches('/').to_ascii_lowercase(),
+                query,
+                headers,
+                body,
+            ))
+        });
+    readiness.or(status).unify().or(direction).unify().or(invocation).unify().recover(error::recover).unify()
+}
+
+fn with_app_of(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
 }
 
 /// Runs one request; a panic while handling it (in a dependency, on some input) fails that request with a 500 and
@@ -159,34 +185,51 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The one log line of a request. Outside text is logged with `?` (escaped); no secret, token, signature or query.
-/// One request's log line. Its correlation id is in the line and in any error answer, so a sender's report of a
-/// failure finds the line that explains it (the answer itself says only what kind of failure it was).
+/// One request's run record and log line, filled in as the request goes. Its correlation id is in the line and in
+/// any error answer, so a sender's report of a failure finds the line that explains it (the answer itself says
+/// only what kind of failure it was). Outside text is never logged raw; no secret, token, signature or query.
 struct RequestLog {
     correlation_id: String,
+    received_ms: i64,
     event_id: Option<String>,
     reference: Option<String>,
     ticket_id: Option<i64>,
+    work_id: Option<String>,
     outcome: &'static str,
     detail: Option<String>,
+    /// What the request's work did (its calls, its routing).
+    trace: Arc<Trace>,
 }
 
 impl Default for RequestLog {
     fn default() -> Self {
         RequestLog {
             correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
+            received_ms: unix_now_ms(),
             event_id: None,
             reference: None,
             ticket_id: None,
+            work_id: None,
             outcome: "",
             detail: None,
+            trace: Arc::new(Trace::default()),
         }
     }
 }
 
+/// Now, in Unix milliseconds.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 impl RequestLog {
-    fn finish(self, direction: &Direction, started: Instant, result: Result<Response, ApiError>) -> Response {
-        let route = direction.name();
+    fn finish(
+        self,
+        app: &App,
+        direction: &Direction,
+        started: Instant,
+        result: Result<Response, ApiError>,
+    ) -> Response {
         let (response, outcome, detail) = match result {
             Ok(response) => (response, self.outcome, self.detail),
             Err(e) => {
@@ -195,29 +238,26 @@ impl RequestLog {
                 (e.into_response(Some(&self.correlation_id)), outcome, detail)
             }
         };
-        let status = response.status().as_u16();
-        let duration_ms = started.elapsed().as_millis() as u64;
-        macro_rules! request_line {
-            ($level:ident) => {
-                tracing::$level!(
-                    route,
-                    status,
-                    outcome,
-                    correlation_id = self.correlation_id.as_str(),
-                    event_id = self.event_id.as_deref(),
-                    reference = self.reference.as_deref(),
-                    ticket_id = self.ticket_id,
-                    duration_ms,
-                    detail = detail.as_deref(),
-                    "request"
-                )
-            };
-        }
-        if status >= 500 {
-            request_line!(warn);
-        } else {
-            request_line!(info);
-        }
+        let routed = self.trace.routed().cloned();
+        let run = RunRecord {
+            received_ms: self.received_ms,
+            function: direction.name().to_string(),
+            outcome: outcome.to_string(),
+            status: Some(response.status().as_u16()),
+            event_id: self.event_id,
+            reference: self.reference,
+            ticket_id: self.ticket_id,
+            client_id: routed.as_ref().map(|r| r.0),
+            routed_by: routed.map(|r| r.1),
+            work_id: self.work_id,
+            attempts: 1,
+            halo_calls: self.trace.halo_calls(),
+            cf_calls: self.trace.cf_calls(),
+            error: detail,
+            duration_ms: started.elapsed().as_millis() as u64,
+            correlation_id: self.correlation_id,
+        };
+        app.runs.record(run, "request");
         response
     }
 }
@@ -235,6 +275,7 @@ pub(crate) enum Inline<T> {
 /// work cannot be recorded and queued, the answer is 503 as before.
 async fn finish_inline<T, E>(
     app: &App,
+    trace: &Arc<Trace>,
     item: WorkItem,
     body: Option<String>,
     work: impl std::future::Future<Output = Result<Result<T, E>, ApiError>> + Send + 'static,
@@ -243,13 +284,14 @@ where
     T: Send + 'static,
     E: WorkFailure + Send + 'static,
 {
-    let (permanent, reason, retry_after) = match tokio::time::timeout(ANSWER_WITHIN, tokio::spawn(work)).await {
-        Ok(Ok(Ok(Ok(done)))) => return Ok(Inline::Done(done)),
-        Ok(Ok(Ok(Err(failure)))) => (failure.is_permanent(), failure.to_string(), failure.retry_after()),
-        Ok(Ok(Err(refused))) => return Err(refused),
-        Ok(Err(join)) => (false, format!("processing failed: {join}"), None),
-        Err(_) => (false, "still processing when the answer was due".to_string(), None),
-    };
+    let (permanent, reason, retry_after) =
+        match tokio::time::timeout(ANSWER_WITHIN, tokio::spawn(Trace::scope(trace.clone(), work))).await {
+            Ok(Ok(Ok(Ok(done)))) => return Ok(Inline::Done(done)),
+            Ok(Ok(Ok(Err(failure)))) => (failure.is_permanent(), failure.to_string(), failure.retry_after()),
+            Ok(Ok(Err(refused))) => return Err(refused),
+            Ok(Err(join)) => (false, format!("processing failed: {join}"), None),
+            Err(_) => (false, "still processing when the answer was due".to_string(), None),
+        };
     let Some(ledger) = app.ledger.as_ref() else { return Err(ApiError::Unavailable(reason, retry_after)) };
     if permanent {
         return match ledger.dead_letter(&item, body.as_deref(), &reason).await {
@@ -266,7 +308,7 @@ where
 /// The answer for work set aside, and its log outcome.
 fn set_aside_reply(log: &mut RequestLog, status: &'static str, work_id: String) -> Response {
     log.outcome = status;
-    log.detail = Some(format!("work {work_id}"));
+    log.work_id = Some(work_id.clone());
     json_reply(serde_json::json!({"status": status, "workId": work_id}))
 }
 

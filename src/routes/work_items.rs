@@ -15,6 +15,8 @@ use crate::cf::event;
 use crate::directions::halo_webhook::HaloWebhookOutcome;
 use crate::directions::reconcile::{Mode, RECONCILE_FUNCTION};
 use crate::domain::EventId;
+use crate::store::runs::RunRecord;
+use crate::trace::Trace;
 use crate::upstream::REQUEST_BUDGET;
 use crate::work::{Ledger, WorkFailure, WorkItem, DEAD_LETTER_FUNCTION, WORK_FUNCTION};
 use bytes::Bytes;
@@ -33,7 +35,15 @@ pub(crate) enum Function {
     DeadLetters,
     /// Timer-triggered: one reconcile run (`directions::reconcile`).
     Reconcile,
+    /// Timer-triggered, hourly: the run history's summaries and retention.
+    Housekeeping,
 }
+
+/// The housekeeping timer's function name.
+pub(crate) const HOUSEKEEPING_FUNCTION: &str = "housekeeping";
+/// The most run records one housekeeping run deletes (it runs hourly: 2,000 an hour keeps up with 48,000
+/// deliveries a day).
+const HOUSEKEEPING_DELETES: usize = 2_000;
 
 impl Function {
     fn name(self) -> &'static str {
@@ -41,13 +51,14 @@ impl Function {
             Function::WorkItems => WORK_FUNCTION,
             Function::DeadLetters => DEAD_LETTER_FUNCTION,
             Function::Reconcile => RECONCILE_FUNCTION,
+            Function::Housekeeping => HOUSEKEEPING_FUNCTION,
         }
     }
 }
 
 /// The function a path segment names (case-insensitively, as the host names functions).
 pub(crate) fn function_for(segment: &str) -> Option<Function> {
-    [Function::WorkItems, Function::DeadLetters, Function::Reconcile]
+    [Function::WorkItems, Function::DeadLetters, Function::Reconcile, Function::Housekeeping]
         .into_iter()
         .find(|f| segment.eq_ignore_ascii_case(f.name()))
 }
@@ -93,6 +104,9 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         Ok(invocation) => invocation,
         Err(_) => return ApiError::BadRequest("not an invocation envelope".into()).into_response(None),
     };
+    if function == Function::Housekeeping {
+        return housekeeping(&app, started).await;
+    }
     if function == Function::Reconcile {
         // The timer's `Data.timer` (its schedule status) is not read: the host's timestamps there are unreliable
         // for custom handlers, and the run keeps its own cursor.
@@ -104,37 +118,96 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
     let dequeue_count = invocation.dequeue_count();
     let item = WorkItem::from_message(&message);
     let work_id = item.as_ref().map(WorkItem::id);
+    let trace = Arc::new(Trace::default());
+    let received_ms = super::unix_now_ms();
     let ended = match app.ledger.as_ref() {
         None => Ended::Failed("durable work is not configured (no work queue or state storage)".into()),
-        Some(ledger) => match (function, item) {
+        Some(ledger) => match (function, &item) {
             (_, None) => match ledger.unreadable(&message).await {
                 Ok(_) => Ended::Settled("dead-lettered"),
                 Err(e) => Ended::Failed(format!("state storage: {e}")),
             },
-            (Function::DeadLetters, Some(item)) => match ledger.exhausted(&item, dequeue_count).await {
+            (Function::DeadLetters, Some(item)) => match ledger.exhausted(item, dequeue_count).await {
                 Ok(_) => Ended::Settled("dead-lettered"),
                 Err(e) => Ended::Failed(format!("state storage: {e}")),
             },
-            (_, Some(item)) => work(&app, ledger, &item).await,
+            (_, Some(item)) => Trace::scope(trace.clone(), work(&app, ledger, item)).await,
         },
     };
     let route = function.name();
+    let (status, outcome, error, logs) = match ended {
+        Ended::Settled(outcome) => (StatusCode::OK, outcome, None, vec![format!("{route}: {outcome}")]),
+        Ended::Failed(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "retry",
+            Some(reason.clone()),
+            vec![format!("{route}: failed, the host retries it: {reason}")],
+        ),
+    };
+    let (reference, event_id, ticket_id) = match &item {
+        Some(WorkItem::CfEvent { reference, event_id, .. }) => (Some(reference.clone()), Some(event_id.clone()), None),
+        Some(
+            WorkItem::HaloTicket { ticket } | WorkItem::HaloClose { ticket } | WorkItem::HaloAction { ticket, .. },
+        ) => (None, None, Some(*ticket)),
+        None => (None, None, None),
+    };
+    let routed = trace.routed().cloned();
+    let run = RunRecord {
+        received_ms,
+        function: route.to_string(),
+        outcome: run_outcome(outcome).to_string(),
+        status: Some(status.as_u16()),
+        event_id,
+        reference,
+        ticket_id,
+        client_id: routed.as_ref().map(|r| r.0),
+        routed_by: routed.map(|r| r.1),
+        work_id: work_id.clone(),
+        attempts: dequeue_count,
+        halo_calls: trace.halo_calls(),
+        cf_calls: trace.cf_calls(),
+        error,
+        duration_ms: started.elapsed().as_millis() as u64,
+        correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
+    };
+    app.runs.record(run, "invocation");
+    let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
+    warp::reply::with_status(warp::reply::json(&answer), status).into_response()
+}
+
+/// An attempt's outcome as the run history names it: the work `completed`, was `retried` (the host tries again,
+/// or it was put back with the upstream's delay), or `dead-lettered`.
+fn run_outcome(ended: &str) -> &'static str {
+    match ended {
+        "done" => "completed",
+        "dead-lettered" => "dead-lettered",
+        _ => "retried",
+    }
+}
+
+/// The hourly housekeeping: finished hours summarized, run records past `RUN_RETENTION_DAYS` deleted. A failure
+/// fails the invocation; the next hour tries again.
+async fn housekeeping(app: &App, started: Instant) -> Response {
+    let route = HOUSEKEEPING_FUNCTION;
+    let Some(store) = app.store.as_ref() else {
+        let answer =
+            json!({"Outputs": {}, "Logs": [format!("{route}: no state storage")], "ReturnValue": {"outcome": "off"}});
+        return warp::reply::json(&answer).into_response();
+    };
+    let keep_ms = app.config.run_retention.as_millis() as i64;
+    let tidied = store.tidy_runs(super::unix_now_ms(), keep_ms, HOUSEKEEPING_DELETES).await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (status, outcome, logs) = match ended {
-        Ended::Settled(outcome) => {
-            tracing::info!(route, status = 200, outcome, work_id, dequeue_count, duration_ms, "invocation");
-            (StatusCode::OK, outcome, vec![format!("{route}: {outcome}")])
+    let (status, outcome, logs) = match tidied {
+        Ok(deleted) => {
+            tracing::info!(route, status = 200, outcome = "done", deleted, duration_ms, "housekeeping");
+            (StatusCode::OK, "done", vec![format!("{route}: {deleted} old run records deleted")])
         }
-        Ended::Failed(reason) => {
-            tracing::warn!(route, status = 500, outcome = "retry", work_id, dequeue_count, duration_ms, detail = %reason, "invocation");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "retry",
-                vec![format!("{route}: failed, the host retries it: {reason}")],
-            )
+        Err(e) => {
+            tracing::warn!(route, status = 500, outcome = "failed", duration_ms, detail = %e, "housekeeping");
+            (StatusCode::INTERNAL_SERVER_ERROR, "failed", vec![format!("{route}: failed: {e}")])
         }
     };
-    let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
+    let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome}});
     warp::reply::with_status(warp::reply::json(&answer), status).into_response()
 }
 

@@ -1,6 +1,6 @@
 //! An in-memory `Table` with the same ETag semantics, for unit tests and for recording writes.
 
-use super::{Etag, Key, Props, StoreError, Table};
+use super::{Etag, Key, Props, Range, StoreError, Table};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -71,6 +71,24 @@ impl Table for MemoryTable {
             .collect())
     }
 
+    async fn range(&self, range: &Range) -> Result<Vec<(Key, Props)>, StoreError> {
+        let entities = self.entities.lock().unwrap();
+        let selected =
+            entities.iter().filter(|(key, (props, _))| range.selects(key, props)).map(|(key, (props, _))| {
+                let props = if range.select.is_empty() {
+                    props.clone()
+                } else {
+                    props
+                        .iter()
+                        .filter(|(name, _)| range.select.contains(&name.as_str()))
+                        .map(|(n, v)| (n.clone(), v.clone()))
+                        .collect()
+                };
+                (key.clone(), props)
+            });
+        Ok(selected.take(range.top.map_or(usize::MAX, |n| n as usize)).collect())
+    }
+
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError> {
         let mut entities = self.entities.lock().unwrap();
         if entities.contains_key(key) {
@@ -106,7 +124,7 @@ impl Table for MemoryTable {
         let mut entities = self.entities.lock().unwrap();
         match entities.get(key) {
             None => Err(StoreError::NotFound),
-            Some((_, current)) if current != etag => Err(StoreError::Changed),
+            Some((_, current)) if current != etag && etag.0 != "*" => Err(StoreError::Changed),
             Some(_) => {
                 self.record("delete", key, &Props::new());
                 entities.remove(key);

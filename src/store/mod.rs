@@ -10,6 +10,7 @@ mod connection;
 mod memory;
 pub mod queue;
 pub mod records;
+pub mod runs;
 
 pub use azure::AzureTable;
 pub use memory::MemoryTable;
@@ -59,12 +60,42 @@ pub trait Table: Send + Sync {
     /// Every entity, across partitions, whose row key is `row` and whose text property `except.0` is not
     /// `except.1` (one paged query, filtered by Table Storage), as (partition, properties, ETag).
     async fn scan(&self, row: &str, except: (&str, &str)) -> Result<Vec<(String, Props, Etag)>, StoreError>;
+    /// The entities `range` selects, in key order (partition, then row), at most `range.top`.
+    async fn range(&self, range: &Range) -> Result<Vec<(Key, Props)>, StoreError>;
     /// Fails with `Conflict` when the entity exists.
     async fn insert(&self, key: &Key, props: Props) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`, `NotFound` when it is gone.
     async fn replace(&self, key: &Key, props: Props, etag: &Etag) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`.
     async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError>;
+}
+
+/// A query over a range of partitions (the run history's hours): partition keys `partitions.0 ..= partitions.1`,
+/// row keys from `rows_from`, properties equal to `equal` (text or number), only `select`ed properties (all when
+/// empty), at most `top` entities (all when `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Range {
+    pub partitions: (String, String),
+    pub rows_from: Option<String>,
+    pub equal: Vec<(&'static str, Value)>,
+    pub select: Vec<&'static str>,
+    pub top: Option<u32>,
+}
+
+impl Range {
+    /// One partition, every row.
+    pub fn partition(partition: &str) -> Range {
+        Range { partitions: (partition.to_string(), partition.to_string()), ..Range::default() }
+    }
+
+    /// Whether an entity is selected (the in-memory table's evaluation of the same query).
+    pub(crate) fn selects(&self, key: &Key, props: &Props) -> bool {
+        let (from, to) = &self.partitions;
+        key.partition >= *from
+            && key.partition <= *to
+            && self.rows_from.as_ref().is_none_or(|r| key.row >= *r)
+            && self.equal.iter().all(|(name, value)| props.get(*name) == Some(value))
+    }
 }
 
 /// A record with the version it was read at.

@@ -235,7 +235,7 @@ class TestAppSettings(BicepTestCase):
         secrets = [s for s in c.handler_settings() if s["secret"]]
         self.assertEqual(
             {s["name"] for s in secrets},
-            {"CF_WEBHOOK_SECRET", "HALO_CLIENT_SECRET", "HALO_WEBHOOK_SECRET", "CF_SERVICE_ACCOUNT_CLIENT_SECRET"},
+            {"CF_WEBHOOK_SECRET", "HALO_CLIENT_SECRET", "HALO_WEBHOOK_SECRET", "CF_SERVICE_ACCOUNT_CLIENT_SECRET", "STATUS_PAGE_KEY"},
         )
         for s in secrets:
             with self.subTest(setting=s["name"]):
@@ -257,9 +257,11 @@ class TestAppSettings(BicepTestCase):
             "AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__queueServiceUri",
             "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
         }
+        # A secret's Key Vault name setting (<SECRET>_NAME) comes from secretNames, not from a parameter.
+        secret_names = {s["name"] + "_NAME" for s in c.handler_settings() if s["secret"]}
         for s in c.handler_settings():
             name = s["name"]
-            if s["secret"] or not s.get("deployed", True) or name in infra or name in c.NOT_SET or name.endswith("_SECRET_NAME"):
+            if s["secret"] or not s.get("deployed", True) or name in infra or name in c.NOT_SET or name in secret_names:
                 continue
             with self.subTest(setting=name):
                 param = param_of(self.doc, self.by_name[name])
@@ -350,10 +352,11 @@ class TestDirections(BicepTestCase):
         self.assertEqual(sorted(by_param.values()), sorted(self.secret_names.values()))
         given = {p: "x" for p in by_param}
         nothing = {p: "" for p in by_param}
+        # The status page serves both directions: its key is created whatever is deployed.
         for direction, created in (
-            ("both", {"cf-webhook-secret", "halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret"}),
-            ("cf-webhook", {"cf-webhook-secret", "halo-client-secret"}),
-            ("halo-webhook", {"halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret"}),
+            ("both", {"cf-webhook-secret", "halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret", "status-page-key"}),
+            ("cf-webhook", {"cf-webhook-secret", "halo-client-secret", "status-page-key"}),
+            ("halo-webhook", {"halo-client-secret", "halo-webhook-secret", "cf-service-account-client-secret", "status-page-key"}),
         ):
             with self.subTest(directions=direction):
                 ev = c.Evaluator(self.doc, {"directions": direction, **given})
@@ -364,15 +367,20 @@ class TestDirections(BicepTestCase):
 
 
 class TestOutputs(BicepTestCase):
+    HTTP_FUNCTIONS = ("cf-webhook", "halo-webhook", "status")
+
+    def triggers(self) -> dict[str, dict]:
+        out = {}
+        for fn in self.HTTP_FUNCTIONS:
+            bindings = json.loads((c.ROOT / fn / "function.json").read_text())["bindings"]
+            out[fn] = next(b for b in bindings if b["type"] == "httpTrigger")
+        return out
+
     def routes(self) -> dict[str, str]:
         host = json.loads((c.ROOT / "host.json").read_text())
         prefix = host.get("extensions", {}).get("http", {}).get("routePrefix", "api")
-        out = {}
-        for fn in ("cf-webhook", "halo-webhook"):
-            bindings = json.loads((c.ROOT / fn / "function.json").read_text())["bindings"]
-            trigger = next(b for b in bindings if b["type"] == "httpTrigger")
-            out[fn] = f"/{prefix}/{trigger.get('route', fn)}"
-        return out
+        # An optional catch-all tail (`status/{*action}`) is not part of the URL a person opens.
+        return {fn: f"/{prefix}/" + re.sub(r"/\{\*\w+\}$", "", t.get("route", fn)) for fn, t in self.triggers().items()}
 
     def test_webhook_urls_match_the_function_routes(self) -> None:
         outputs = self.doc["outputs"]
@@ -380,8 +388,22 @@ class TestOutputs(BicepTestCase):
         host = f"https://${{{self.site_name}.properties.defaultHostName}}"
         self.assertEqual(outputs["cfWebhookUrl"]["value"], host + routes["cf-webhook"])
         self.assertEqual(outputs["haloWebhookUrl"]["value"], host + routes["halo-webhook"])
-        for key in ("cfWebhookUrl", "haloWebhookUrl"):
+        self.assertEqual(outputs["statusPageUrl"]["value"], host + routes["status"])
+        self.assertEqual(routes["status"], "/api/status")
+        for key in ("cfWebhookUrl", "haloWebhookUrl", "statusPageUrl"):
             self.assertNotIn("code=", outputs[key]["value"], "no keys in outputs")
+
+    def test_only_the_status_page_is_anonymous(self) -> None:
+        # The status page checks STATUS_PAGE_KEY itself (a host key in its URL would stay in browser history and in
+        # its forms); every other HTTP function needs its function key.
+        for fn, trigger in self.triggers().items():
+            with self.subTest(function=fn):
+                self.assertEqual(trigger["authLevel"], "anonymous" if fn == "status" else "function")
+        self.assertIn("get", self.triggers()["status"]["methods"])
+        others = sorted(p.parent.name for p in c.ROOT.glob("*/function.json")
+                        if p.parent.name not in self.HTTP_FUNCTIONS
+                        and any(b["type"] == "httpTrigger" for b in json.loads(p.read_text())["bindings"]))
+        self.assertEqual(others, [], "an HTTP function this test does not know")
 
     def test_app_name_and_key_commands(self) -> None:
         outputs = self.doc["outputs"]

@@ -12,7 +12,7 @@ SRC = c.ROOT / "src"
 
 # Lowest first. Keep in step with the table in docs/architecture.md.
 LAYERS = [
-    {"domain", "wire", "availability", "settings"},
+    {"domain", "wire", "availability", "settings", "trace"},
     {"secrets"},
     {"config", "upstream"},
     {"identity", "telemetry"},

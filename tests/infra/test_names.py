@@ -40,8 +40,10 @@ RULES: dict[str, tuple[int, int, str]] = {
     "Microsoft.Insights/scheduledQueryRules": (1, 260, r"[^*<>%{}&:\\?/#|]*[^*<>%{}&:\\?/#|. ]"),
     "Microsoft.Insights/diagnosticSettings": (1, 260, r"[^*<>%{}&:\\?/#|]+"),
 }
-# Fixed names the platform prescribes ('default' services, 'scm'/'ftp' policies) and GUID role-assignment names.
+# Fixed names the platform prescribes ('default' services, 'scm'/'ftp' policies), and GUID names (role assignments,
+# workbooks: tests/infra/test_workbook.py checks the workbook's guid()).
 FIXED = {
+    "Microsoft.Insights/workbooks",
     "Microsoft.Storage/storageAccounts/blobServices",
     "Microsoft.Storage/storageAccounts/tableServices",
     "Microsoft.Storage/storageAccounts/queueServices",

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import common as c
 
 ZIP = c.ROOT / "dist" / "app.zip"
-FUNCTIONS = ["cf-webhook", "halo-webhook", "work-items", "dead-letters", "reconcile"]
+FUNCTIONS = ["cf-webhook", "halo-webhook", "work-items", "dead-letters", "reconcile", "status", "housekeeping"]
 ENTRIES = ["host.json", *(f"{f}/function.json" for f in FUNCTIONS), "handler"]
 SCHEMAS = c.ROOT / "tests" / "schemas"
 MAX_GLIBC = (2, 28)

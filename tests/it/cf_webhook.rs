@@ -441,4 +441,6 @@ async fn each_event_costs_the_fewest_upstream_calls() {
     assert_eq!(step(before), (1, 0), "a later event again: one read");
     assert_eq!(b.halo.requests().len(), 0);
     assert_eq!(b.halo.tokens_issued(), 1, "one token served every event");
+    // And each of the five deliveries wrote its run record, after its answer.
+    eventually("each delivery's run record is written", || b.run_history_writes() == 5).await;
 }

@@ -38,10 +38,12 @@ async fn check_passes_against_the_fakes_and_names_a_wrong_halo_secret() {
         "Halo clients",
         "Halo statuses",
         "Halo ticket types",
+        "Status page",
     ] {
         assert!(line(&report, what).starts_with("PASS"), "{report}");
     }
-    assert!(report.contains("10 passed, 0 failed"), "{report}");
+    assert!(line(&report, "Status page").contains("on: GET /api/status"), "{report}");
+    assert!(report.contains("11 passed, 0 failed"), "{report}");
 
     // A queue service that does not answer turns the work queue's line red, and only it.
     let queue_at = b.azurite.queue_endpoint();

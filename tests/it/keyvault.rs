@@ -10,8 +10,13 @@ const CF_V1: &str = "kv-cf-webhook-secret-v1-4d8e";
 const CF_V2: &str = "kv-cf-webhook-secret-v2-9b1f";
 const HALO_V1: &str = "kv-halo-webhook-secret-v1-77aa";
 const HALO_V2: &str = "kv-halo-webhook-secret-v2-c3d0";
-const SECRET_SETTINGS: [&str; 4] =
-    ["CF_WEBHOOK_SECRET", "HALO_CLIENT_SECRET", "HALO_WEBHOOK_SECRET", "CF_SERVICE_ACCOUNT_CLIENT_SECRET"];
+const SECRET_SETTINGS: [&str; 5] = [
+    "CF_WEBHOOK_SECRET",
+    "HALO_CLIENT_SECRET",
+    "HALO_WEBHOOK_SECRET",
+    "CF_SERVICE_ACCOUNT_CLIENT_SECRET",
+    "STATUS_PAGE_KEY",
+];
 
 fn vault_for(b_halo_secret: &str, cf_secret: &str) -> FakeVault {
     FakeVault::start(&[
@@ -19,10 +24,11 @@ fn vault_for(b_halo_secret: &str, cf_secret: &str) -> FakeVault {
         ("halo-client-secret", b_halo_secret),
         ("halo-webhook-secret", HALO_V1),
         ("cf-service-account-client-secret", cf_secret),
+        ("status-page-key", STATUS_PAGE_KEY),
     ])
 }
 
-/// A bridge whose four secrets come only from the vault (the app settings hold none of them).
+/// A bridge whose five secrets come only from the vault (the app settings hold none of them).
 async fn bridge_on_vault(refresh: u64, grace: u64) -> (Bridge, FakeVault) {
     let halo_secret = sandbox::halo::HaloConfig::test().client_secret;
     let cf_secret = sandbox::cf::CfConfig::test().client_secret;
@@ -57,7 +63,7 @@ async fn secrets_are_read_at_start_with_the_user_assigned_identity() {
         token_requests.iter().all(|q| q.get("client_id").map(String::as_str) == Some(CLIENT_ID)),
         "{token_requests:?}"
     );
-    assert_eq!(vault.secret_reads(), 4, "each secret read once at start; requests never wait on Key Vault");
+    assert_eq!(vault.secret_reads(), 5, "each secret read once at start; requests never wait on Key Vault");
     b.assert_not_logged(&[CF_V1, HALO_V1, "it-vault-token"]);
     b.assert_clean_logs();
 }

@@ -16,6 +16,7 @@ mod package;
 mod reconcile;
 mod routing;
 mod soak;
+mod status_page;
 mod support;
 mod tls;
 mod trust;

@@ -53,7 +53,9 @@ async fn the_packaged_app_starts_under_the_host_and_answers_a_signed_test_delive
             "halo-webhook/function.json",
             "handler",
             "host.json",
+            "housekeeping/function.json",
             "reconcile/function.json",
+            "status/function.json",
             "work-items/function.json"
         ]
     );

@@ -6,13 +6,14 @@ use sandbox::azurite::Azurite;
 use sandbox::cf::{CfConfig, FakeCf};
 use sandbox::halo::{FakeHalo, HaloConfig};
 use sandbox::host::{HostOptions, QueueOverrides, StandInHost};
-use sandbox::proxy::{reads_writes, CountingProxy, Counts};
+use sandbox::proxy::{reads_writes, run_history_writes, CountingProxy, Counts};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub const CF_SECRET: &str = "it-cf-webhook-secret-7f3a";
 pub const HALO_WEBHOOK_SECRET: &str = "it-halo-webhook-secret-91c2";
+pub const STATUS_PAGE_KEY: &str = "it-status-page-key-5d18";
 pub const TICKET_TYPE: i64 = 29;
 pub const DEFAULT_CLIENT: i64 = 1;
 
@@ -88,6 +89,7 @@ pub fn base_env(halo: &FakeHalo, cf: &FakeCf, azurite: &Azurite) -> Vec<(String,
         ("HALO_INTEGRATION_APPLICATION", h.app_name.clone()),
         ("HALO_INTEGRATION_AGENT_ID", h.agent_id.to_string()),
         ("HALO_WEBHOOK_SECRET", HALO_WEBHOOK_SECRET.to_string()),
+        ("STATUS_PAGE_KEY", STATUS_PAGE_KEY.to_string()),
         ("CF_API_BASE_URL", cf.base_url()),
         ("CF_SERVICE_ACCOUNT_CLIENT_ID", c.client_id.clone()),
         ("CF_SERVICE_ACCOUNT_CLIENT_SECRET", c.client_secret.clone()),
@@ -164,7 +166,13 @@ impl Bridge {
         stdout
     }
 
-    /// Table Storage (reads, writes) so far; needs `start_counting_storage`.
+    /// Run-history writes so far (one per delivery, after its answer); needs `start_counting_storage`.
+    pub fn run_history_writes(&self) -> u64 {
+        let proxy = self.storage_calls.as_ref().expect("started with start_counting_storage");
+        run_history_writes(&Counts::new(), &proxy.counts())
+    }
+
+    /// Table Storage (reads, writes) so far, the run history apart; needs `start_counting_storage`.
     pub fn storage_counts(&self) -> (u64, u64) {
         let proxy = self.storage_calls.as_ref().expect("started with start_counting_storage");
         reads_writes(&Counts::new(), &proxy.counts())

@@ -88,20 +88,26 @@ impl OverTls {
     }
 }
 
-/// A vault holding the four secrets the fakes expect.
+/// A vault holding the five secrets the fakes (and the status page) expect.
 fn vault() -> FakeVault {
     FakeVault::start(&[
         ("cf-webhook-secret", CF_SECRET),
         ("halo-client-secret", &HaloConfig::test().client_secret),
         ("halo-webhook-secret", HALO_WEBHOOK_SECRET),
         ("cf-service-account-client-secret", &CfConfig::test().client_secret),
+        ("status-page-key", STATUS_PAGE_KEY),
     ])
 }
 
-/// `env` reading its four secrets from `vault` instead of the app settings.
+/// `env` reading its five secrets from `vault` instead of the app settings.
 fn on_vault(env: &mut Vec<(String, String)>, vault: &FakeVault) {
-    let secrets =
-        ["CF_WEBHOOK_SECRET", "HALO_CLIENT_SECRET", "HALO_WEBHOOK_SECRET", "CF_SERVICE_ACCOUNT_CLIENT_SECRET"];
+    let secrets = [
+        "CF_WEBHOOK_SECRET",
+        "HALO_CLIENT_SECRET",
+        "HALO_WEBHOOK_SECRET",
+        "CF_SERVICE_ACCOUNT_CLIENT_SECRET",
+        "STATUS_PAGE_KEY",
+    ];
     env.retain(|(k, _)| !secrets.contains(&k.as_str()));
     env.extend(vault.settings(300, 60));
 }
@@ -146,7 +152,7 @@ async fn every_client_works_over_https_trusting_the_ca_in_ssl_cert_file() {
         assert!(line(&report, part.check_line()).starts_with("PASS"), "{part:?}:\n{report}");
         assert!(tls.handshakes(part) > 0, "{part:?} was reached over TLS");
     }
-    assert!(line(&report, "Key Vault").contains("4 secrets read"), "{report}");
+    assert!(line(&report, "Key Vault").contains("5 secrets read"), "{report}");
     b.assert_clean_logs();
 }
 

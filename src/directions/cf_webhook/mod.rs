@@ -242,6 +242,7 @@ impl<'a> CfWebhook<'a> {
             workspace,
             "routed"
         );
+        crate::trace::routed(client_id, &routed_by);
         if let Err(e) = self.seed_ticket(ticket_id, reference, workspace).await {
             // The ticket exists: give the claim back (settling), and the next delivery finds it by its reference.
             release(false).await;
