@@ -34,30 +34,63 @@ pub struct App {
     pub cf: Option<CfClient>,
 }
 
-/// Writes each delivery's run record after its answer: a delivery never waits for its history (one Table write
-/// saved on every answer), and the records still being written at shutdown are waited for (`flush`).
+/// Writes each delivery's run record after its answer: a delivery never waits for its history (no Table round
+/// trip on any answer). One writer task takes the records from a bounded queue and writes at most
+/// `RUN_WRITERS` at a time, so a burst costs the table a bounded number of connections and the process a bounded
+/// amount of memory; when the queue is full, the next delivery waits for room (back-pressure instead of growth).
+/// At shutdown the queue is drained (`flush`).
 pub struct RunLog {
-    store: Option<Store>,
-    pending: tokio_util::task::TaskTracker,
+    sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<RunRecord>>>,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// Run records waiting to be written, at most.
+const RUN_QUEUE: usize = 2_048;
+/// Run records written at the same time, at most.
+const RUN_WRITERS: usize = 4;
+
 impl RunLog {
-    /// Logs the delivery's line and writes its record in the background.
-    pub fn record(&self, run: RunRecord, line: &'static str) {
-        run.log(line);
-        let Some(store) = self.store.clone() else { return };
-        self.pending.spawn(async move {
-            if let Err(e) = store.record_run(&run).await {
-                tracing::warn!(error = %e, correlation_id = run.correlation_id.as_str(), "the run record could not be written");
+    fn new(store: Option<Store>) -> RunLog {
+        let (Some(store), Ok(runtime)) = (store, tokio::runtime::Handle::try_current()) else {
+            return RunLog { sender: std::sync::Mutex::new(None), writer: std::sync::Mutex::new(None) };
+        };
+        let (sender, mut queue) = tokio::sync::mpsc::channel::<RunRecord>(RUN_QUEUE);
+        let writer = runtime.spawn(async move {
+            use futures::StreamExt;
+            let mut batch = Vec::with_capacity(64);
+            while queue.recv_many(&mut batch, 64).await > 0 {
+                futures::stream::iter(batch.drain(..))
+                    .for_each_concurrent(RUN_WRITERS, |run| {
+                        let store = store.clone();
+                        async move {
+                            if let Err(e) = store.record_run(&run).await {
+                                let id = run.correlation_id.as_str();
+                                tracing::warn!(error = %e, correlation_id = id, "the run record could not be written");
+                            }
+                        }
+                    })
+                    .await;
             }
         });
+        RunLog { sender: std::sync::Mutex::new(Some(sender)), writer: std::sync::Mutex::new(Some(writer)) }
     }
 
-    /// Waits for the records being written (at shutdown, and in tests).
+    /// Logs the delivery's line and queues its record (waiting only while the queue is full).
+    pub async fn record(&self, run: RunRecord, line: &'static str) {
+        run.log(line);
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(sender) = sender {
+            let _ = sender.send(run).await;
+        }
+    }
+
+    /// Writes what is queued and stops the writer (at shutdown).
     pub async fn flush(&self) {
-        self.pending.close();
-        self.pending.wait().await;
-        self.pending.reopen();
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
     }
 }
 
@@ -104,7 +137,7 @@ impl App {
         let halo = config.halo.ready().map(|h| HaloClient::new(http.clone(), h, secrets.clone(), timeout));
         let cf = config.halo_webhook.ready().map(|i| CfClient::new(http.clone(), i, secrets.clone(), timeout));
         let ledger = store.clone().zip(queue).map(|(store, queue)| Ledger::new(store, queue));
-        let runs = RunLog { store: store.clone(), pending: tokio_util::task::TaskTracker::new() };
+        let runs = RunLog::new(store.clone());
         App { config, runs, http, secrets, store, ledger, halo, cf }
     }
 

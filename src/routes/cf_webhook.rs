@@ -20,7 +20,7 @@ pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response 
     let started = Instant::now();
     let mut log = RequestLog::default();
     let result = process(app.clone(), &headers, body, &mut log).await;
-    log.finish(&app, &CF_WEBHOOK, started, result)
+    log.finish(&app, &CF_WEBHOOK, started, result).await
 }
 
 async fn process(app: Arc<App>, headers: &HeaderMap, body: Bytes, log: &mut RequestLog) -> Result<Response, ApiError> {

@@ -21,7 +21,7 @@ pub async fn handle(app: Arc<App>, headers: HeaderMap, body: Bytes) -> Response 
     let started = Instant::now();
     let mut log = RequestLog::default();
     let result = process(app.clone(), &headers, body, &mut log).await;
-    log.finish(&app, &HALO_WEBHOOK, started, result)
+    log.finish(&app, &HALO_WEBHOOK, started, result).await
 }
 
 /// The secret the caller presented: `X-Halo-Secret`, else the password of HTTP Basic auth.

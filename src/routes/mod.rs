@@ -223,7 +223,7 @@ pub(crate) fn unix_now_ms() -> i64 {
 }
 
 impl RequestLog {
-    fn finish(
+    async fn finish(
         self,
         app: &App,
         direction: &Direction,
@@ -257,7 +257,7 @@ impl RequestLog {
             duration_ms: started.elapsed().as_millis() as u64,
             correlation_id: self.correlation_id,
         };
-        app.runs.record(run, "request");
+        app.runs.record(run, "request").await;
         response
     }
 }

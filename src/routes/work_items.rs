@@ -170,7 +170,7 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         duration_ms: started.elapsed().as_millis() as u64,
         correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
     };
-    app.runs.record(run, "invocation");
+    app.runs.record(run, "invocation").await;
     let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
     warp::reply::with_status(warp::reply::json(&answer), status).into_response()
 }
