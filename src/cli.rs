@@ -297,20 +297,11 @@ async fn list(ledger: Ledger) -> Result<(), String> {
 async fn runs(app: App, options: RunsOptions) -> Result<(), String> {
     use crate::routes::status::{view, Filter};
     let filter = Filter { incident: options.incident.clone(), ticket: options.ticket, ..Filter::default() };
-    let now_ms = unix_now() * 1000;
-    let mut page = view(&app, filter.clone(), now_ms).await.map_err(|e| e.to_string())?;
-    if let Some(since) = options.since {
-        let store = app.store.as_ref().ok_or("no state storage")?;
-        let selected = crate::store::runs::RunFilter {
-            reference: filter.incident.clone(),
-            ticket_id: filter.ticket,
-            ..Default::default()
-        };
-        page.runs = store.runs(&selected, now_ms - since * 1000, now_ms, 10_000).await.map_err(|e| e.to_string())?;
-        if filter.follows_one() {
-            page.runs.reverse();
-        }
-    }
+    let now_ms = crate::domain::unix_now_ms();
+    let since_ms = options.since.map(|since| now_ms - since * 1000);
+    // The page's newest 100, or everything since `--since`.
+    let limit = if since_ms.is_some() { 10_000 } else { crate::routes::status::LIST_LIMIT };
+    let page = view(&app, filter, now_ms, since_ms, limit).await.map_err(|e| e.to_string())?;
     let runs: Vec<_> = page.runs.iter().filter(|r| !options.failed || r.failed()).collect();
     for r in &runs {
         println!("{}", r.line());

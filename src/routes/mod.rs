@@ -54,9 +54,9 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     let readiness = warp::path::end()
         .and(warp::get().or(warp::head()).unify())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let invocation_app = app.clone();
+    let invocation_app = with_app_of(app.clone());
     let status_app = with_app_of(app.clone());
-    let with_app = warp::any().map(move || app.clone());
+    let with_app = with_app_of(app);
     let direction = warp::path!("api" / String)
         .and_then(|segment: String| async move { handler_for(&segment).ok_or_else(warp::reject::not_found) })
         .and(warp::post())
@@ -70,7 +70,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         )
         .and(warp::post())
         .and(limited_body())
-        .and(warp::any().map(move || invocation_app.clone()))
+        .and(invocation_app)
         .then(|function, body, app| guarded(work_items::handle(function, app, body)));
     let status = warp::path("api")
         .and(warp::path("status"))
@@ -93,6 +93,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     readiness.or(status).unify().or(direction).unify().or(invocation).unify().recover(error::recover).unify()
 }
 
+/// The app, handed to a route's handler.
 fn with_app_of(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
     warp::any().map(move || app.clone())
 }
@@ -204,8 +205,8 @@ struct RequestLog {
 impl Default for RequestLog {
     fn default() -> Self {
         RequestLog {
-            correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
-            received_ms: unix_now_ms(),
+            correlation_id: crate::store::runs::correlation_id(),
+            received_ms: crate::domain::unix_now_ms(),
             event_id: None,
             reference: None,
             ticket_id: None,
@@ -215,11 +216,6 @@ impl Default for RequestLog {
             trace: Arc::new(Trace::default()),
         }
     }
-}
-
-/// Now, in Unix milliseconds.
-pub(crate) fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl RequestLog {
@@ -238,7 +234,6 @@ impl RequestLog {
                 (e.into_response(Some(&self.correlation_id)), outcome, detail)
             }
         };
-        let routed = self.trace.routed().cloned();
         let run = RunRecord {
             received_ms: self.received_ms,
             function: direction.name().to_string(),
@@ -247,16 +242,14 @@ impl RequestLog {
             event_id: self.event_id,
             reference: self.reference,
             ticket_id: self.ticket_id,
-            client_id: routed.as_ref().map(|r| r.0),
-            routed_by: routed.map(|r| r.1),
             work_id: self.work_id,
             attempts: 1,
-            halo_calls: self.trace.halo_calls(),
-            cf_calls: self.trace.cf_calls(),
             error: detail,
             duration_ms: started.elapsed().as_millis() as u64,
             correlation_id: self.correlation_id,
-        };
+            ..RunRecord::default()
+        }
+        .traced(&self.trace);
         app.runs.record(run, "request").await;
         response
     }

@@ -119,7 +119,7 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
     let item = WorkItem::from_message(&message);
     let work_id = item.as_ref().map(WorkItem::id);
     let trace = Arc::new(Trace::default());
-    let received_ms = super::unix_now_ms();
+    let received_ms = crate::domain::unix_now_ms();
     let ended = match app.ledger.as_ref() {
         None => Ended::Failed("durable work is not configured (no work queue or state storage)".into()),
         Some(ledger) => match (function, &item) {
@@ -151,7 +151,6 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         ) => (None, None, Some(*ticket)),
         None => (None, None, None),
     };
-    let routed = trace.routed().cloned();
     let run = RunRecord {
         received_ms,
         function: route.to_string(),
@@ -160,16 +159,14 @@ pub(crate) async fn handle(function: Function, app: Arc<App>, body: Bytes) -> Re
         event_id,
         reference,
         ticket_id,
-        client_id: routed.as_ref().map(|r| r.0),
-        routed_by: routed.map(|r| r.1),
         work_id: work_id.clone(),
         attempts: dequeue_count,
-        halo_calls: trace.halo_calls(),
-        cf_calls: trace.cf_calls(),
         error,
         duration_ms: started.elapsed().as_millis() as u64,
-        correlation_id: format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng())),
-    };
+        correlation_id: crate::store::runs::correlation_id(),
+        ..RunRecord::default()
+    }
+    .traced(&trace);
     app.runs.record(run, "invocation").await;
     let answer = json!({"Outputs": {}, "Logs": logs, "ReturnValue": {"outcome": outcome, "workId": work_id}});
     warp::reply::with_status(warp::reply::json(&answer), status).into_response()
@@ -195,7 +192,7 @@ async fn housekeeping(app: &App, started: Instant) -> Response {
         return warp::reply::json(&answer).into_response();
     };
     let keep_ms = app.config.run_retention.as_millis() as i64;
-    let tidied = store.tidy_runs(super::unix_now_ms(), keep_ms, HOUSEKEEPING_DELETES).await;
+    let tidied = store.tidy_runs(crate::domain::unix_now_ms(), keep_ms, HOUSEKEEPING_DELETES).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (status, outcome, logs) = match tidied {
         Ok(deleted) => {

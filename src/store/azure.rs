@@ -43,23 +43,8 @@ impl AzureTable {
 
     /// The entities `filter` selects, each with the key property `key` ("RowKey" or "PartitionKey").
     async fn query_keyed(&self, filter: String, key: &str) -> Result<Vec<(String, Props, Etag)>, StoreError> {
-        use futures::StreamExt;
-        let query = self.client.query().filter(filter);
-        let entities = within(async move {
-            let mut pages = query.into_stream::<Props>();
-            let mut entities = Vec::new();
-            // The service may split even a tiny answer into pages (continuation tokens): read them all.
-            while let Some(page) = pages.next().await {
-                entities.extend(page?.entities);
-            }
-            Ok(entities)
-        })
-        .await;
-        match entities {
-            Ok(entities) => entities.into_iter().map(|e| keyed_with_etag(e, key)).collect(),
-            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        let entities = read_pages(self.client.query().filter(filter), usize::MAX).await?;
+        entities.into_iter().map(|e| keyed_with_etag(e, key)).collect()
     }
 
     fn entity(&self, key: &Key) -> EntityClient {
@@ -79,6 +64,32 @@ impl AzureTable {
             }
             other => other,
         }
+    }
+}
+
+/// A query's entities, page after page (the service may split even a tiny answer into pages: continuation
+/// tokens) until there are `limit`; a missing table holds nothing.
+async fn read_pages(
+    query: azure_data_tables::operations::QueryEntityBuilder,
+    limit: usize,
+) -> Result<Vec<Props>, StoreError> {
+    use futures::StreamExt;
+    let entities = within(async move {
+        let mut pages = query.into_stream::<Props>();
+        let mut entities = Vec::new();
+        while let Some(page) = pages.next().await {
+            entities.extend(page?.entities);
+            if entities.len() >= limit {
+                break;
+            }
+        }
+        Ok(entities)
+    })
+    .await;
+    match entities {
+        Ok(entities) => Ok(entities),
+        Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -191,7 +202,6 @@ impl Table for AzureTable {
     }
 
     async fn range(&self, range: &Range) -> Result<Vec<(Key, Props)>, StoreError> {
-        use futures::StreamExt;
         let mut query = self.client.query().filter(range_filter(range));
         if !range.select.is_empty() {
             let mut select = vec!["PartitionKey", "RowKey"];
@@ -202,23 +212,7 @@ impl Table for AzureTable {
             query = query.top(Top::new(top.min(1000)));
         }
         let limit = range.top.map_or(usize::MAX, |n| n as usize);
-        let entities = within(async move {
-            let mut pages = query.into_stream::<Props>();
-            let mut entities = Vec::new();
-            while let Some(page) = pages.next().await {
-                entities.extend(page?.entities);
-                if entities.len() >= limit {
-                    break;
-                }
-            }
-            Ok(entities)
-        })
-        .await;
-        let entities = match entities {
-            Ok(entities) => entities,
-            Err(StoreError::Unavailable(detail)) if detail.contains("TableNotFound") => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let entities = read_pages(query, limit).await?;
         let mut found = Vec::with_capacity(entities.len().min(limit));
         for mut entity in entities.into_iter().take(limit) {
             let mut text = |name: &str| match entity.remove(name) {

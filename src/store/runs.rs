@@ -83,7 +83,24 @@ fn partition_of(hour: &str) -> String {
     format!("run-{hour}")
 }
 
+/// A fresh correlation id: the id of one delivery's log line, run record and error answer.
+pub fn correlation_id() -> String {
+    format!("{:016x}", rand::Rng::gen::<u64>(&mut rand::thread_rng()))
+}
+
 impl RunRecord {
+    /// The record with what its delivery's trace noted: the upstream calls and the routing.
+    pub fn traced(self, trace: &crate::trace::Trace) -> RunRecord {
+        let routed = trace.routed().cloned();
+        RunRecord {
+            client_id: routed.as_ref().map(|r| r.0),
+            routed_by: routed.map(|r| r.1),
+            halo_calls: trace.halo_calls(),
+            cf_calls: trace.cf_calls(),
+            ..self
+        }
+    }
+
     pub fn key(&self) -> Key {
         Key {
             partition: partition_of(&hour_of(self.received_ms)),

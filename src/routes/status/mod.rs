@@ -139,20 +139,27 @@ impl Filter {
     }
 }
 
-/// Reads what the page shows.
-pub(crate) async fn view(app: &App, filter: Filter, now_ms: i64) -> Result<View, ApiError> {
+/// Reads what the page shows: the runs since `since_ms` (default: the last 24 hours, or 30 days when following
+/// one incident or ticket), at most `limit`.
+pub(crate) async fn view(
+    app: &App,
+    filter: Filter,
+    now_ms: i64,
+    since_ms: Option<i64>,
+    limit: usize,
+) -> Result<View, ApiError> {
     let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(format!("state storage: {e}"), None);
     let store =
         app.store.as_ref().ok_or_else(|| ApiError::Unavailable("state storage is not configured".into(), None))?;
     let hour_ms = 3_600_000;
-    let since = if filter.follows_one() {
+    let since = since_ms.unwrap_or(if filter.follows_one() {
         now_ms - FILTERED_DAYS * 24 * hour_ms
     } else {
         now_ms - WINDOW_HOURS as i64 * hour_ms
-    };
+    });
     let selected = filter.runs();
     let (counts, runs) =
-        tokio::try_join!(store.run_counts(WINDOW_HOURS, now_ms), store.runs(&selected, since, now_ms, LIST_LIMIT))
+        tokio::try_join!(store.run_counts(WINDOW_HOURS, now_ms), store.runs(&selected, since, now_ms, limit))
             .map_err(unavailable)?;
     let mut runs = runs;
     if filter.follows_one() {
@@ -293,7 +300,7 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(query)?;
     let pairs: BTreeMap<String, String> = form_pairs(query).into_iter().collect();
-    let view = view(app, filter, super::unix_now_ms()).await?;
+    let view = view(app, filter, crate::domain::unix_now_ms(), None, LIST_LIMIT).await?;
     if wants_json(headers) {
         return Ok(warp::reply::json(&view).into_response());
     }
