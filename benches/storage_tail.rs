@@ -2,11 +2,13 @@
 //! Storage client (`store::AzureTable` through `Store`, the same SDK, pool and retry policy) inserts run records
 //! straight into Azurite at 1, 16 and 128 concurrent units, on a current-thread runtime as the handler runs: a unit
 //! is one write, or a new incident's storage shape (1 read, then 3 writes). Reports p50, p99 and the share of units
-//! slower than 1 s.
+//! slower than 1 s. Two more clients isolate the parts: `raw` sends the same calls to Azurite as plain signed HTTP
+//! requests (one `reqwest` client, no SDK, no retry policy), `memory` runs the units on the in-memory table (no
+//! network, no Azurite).
 //!
 //! ```text
 //! cargo bench --bench storage_tail        # STORAGE_TAIL_N (1000) units per level; STORAGE_TAIL_THREADS=2 for a
-//!                                         # multi-thread runtime
+//!                                         # multi-thread runtime; STORAGE_TAIL_CLIENT=sdk,raw,memory (all three)
 //! ```
 //!
 //! Under `cargo test` (no `--bench` argument) this does nothing.
@@ -14,8 +16,10 @@
 use cf_halo_bridge::app::App;
 use cf_halo_bridge::config::{Config, Env};
 use cf_halo_bridge::store::runs::RunRecord;
+use cf_halo_bridge::store::{MemoryTable, Store};
 use futures::StreamExt;
 use sandbox::azurite::Azurite;
+use sandbox::azurite::{shared_key_lite, x_ms_date, ACCOUNT_NAME};
 use std::time::Instant;
 
 fn main() {
@@ -32,70 +36,166 @@ fn main() {
     runtime.unwrap().block_on(run(n));
 }
 
+/// Which client the units go through.
+enum Client {
+    /// The bridge's `Store` over `AzureTable` (the SDK), into Azurite.
+    Sdk(Store),
+    /// Plain signed HTTP requests into Azurite.
+    Raw(Raw),
+    /// The bridge's `Store` over the in-memory table.
+    Memory(Store),
+}
+
+impl Client {
+    fn name(&self) -> &'static str {
+        match self {
+            Client::Sdk(_) => "sdk",
+            Client::Raw(_) => "raw",
+            Client::Memory(_) => "memory",
+        }
+    }
+
+    async fn write(&self, run: &RunRecord) -> bool {
+        match self {
+            Client::Sdk(store) | Client::Memory(store) => store.record_run(run).await.is_ok(),
+            Client::Raw(raw) => raw.insert(run).await,
+        }
+    }
+
+    async fn read(&self, run: &RunRecord) -> bool {
+        match self {
+            Client::Sdk(store) | Client::Memory(store) => store.get::<RunRecord>(&run.key()).await.is_ok(),
+            Client::Raw(raw) => raw.get(run).await,
+        }
+    }
+}
+
+/// Table Storage's REST calls signed by hand (SharedKeyLite, the development account), on one pooled client.
+struct Raw {
+    http: reqwest::Client,
+    base: String,
+    table: String,
+}
+
+impl Raw {
+    fn signed(&self, method: reqwest::Method, resource: &str) -> reqwest::RequestBuilder {
+        let date = x_ms_date(cf_halo_bridge::domain::unix_now());
+        self.http
+            .request(method, format!("{}/{ACCOUNT_NAME}/{resource}", self.base))
+            .header("x-ms-date", &date)
+            .header("x-ms-version", "2019-02-02")
+            .header("accept", "application/json;odata=nometadata")
+            .header("dataserviceversion", "3.0;NetFx")
+            .header("maxdataserviceversion", "3.0;NetFx")
+            .header("authorization", shared_key_lite(&date, &format!("/{ACCOUNT_NAME}/{resource}")))
+    }
+
+    async fn create_table(&self) {
+        let body = serde_json::json!({ "TableName": self.table });
+        let answer = self.signed(reqwest::Method::POST, "Tables").json(&body).send().await;
+        assert!(answer.is_ok_and(|a| a.status().is_success() || a.status() == 409), "the raw client's table");
+    }
+
+    async fn insert(&self, run: &RunRecord) -> bool {
+        let key = run.key();
+        let body = serde_json::json!({
+            "PartitionKey": key.partition, "RowKey": key.row, "Function": run.function, "Outcome": run.outcome,
+        });
+        let sent = self.signed(reqwest::Method::POST, &self.table).header("prefer", "return-no-content").json(&body);
+        sent.send().await.is_ok_and(|a| a.status().is_success())
+    }
+
+    async fn get(&self, run: &RunRecord) -> bool {
+        let key = run.key();
+        let resource = format!("{}(PartitionKey='{}',RowKey='{}')", self.table, key.partition, key.row);
+        let answer = self.signed(reqwest::Method::GET, &resource).send().await;
+        answer.is_ok_and(|a| a.status().is_success() || a.status() == 404)
+    }
+}
+
 async fn run(n: usize) {
     let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
+    let table = format!("tail{}", std::process::id());
     let settings = [
         ("AzureWebJobsStorage", azurite.connection_string()),
-        ("STATE_TABLE_NAME", format!("tail{}", std::process::id())),
+        ("STATE_TABLE_NAME", table.clone()),
         ("RECONCILE_SCHEDULE", "0 */5 * * * *".to_string()),
     ];
     let app = App::new(Config::from_env(&Env::from_pairs(settings)).expect("settings")).expect("app");
-    let store = app.store.clone().expect("state storage");
-    println!("| Unit | Concurrent | Units | Units/s | p50 ms | p99 ms | max ms | share > 1 s | failed |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut serial = 0usize;
-    for (calls, writers) in [(1usize, 1usize), (1, 16), (1, 128), (4, 1), (4, 16), (4, 128)] {
-        let started = Instant::now();
-        let base = serial;
-        serial += n;
-        let mut times: Vec<f64> = futures::stream::iter(0..n)
-            .map(|i| {
-                let store = store.clone();
-                async move {
-                    let run = |k: usize| RunRecord {
-                        received_ms: 1_796_378_400_000 + ((base + i) * 4 + k) as i64,
-                        function: "cf-webhook".into(),
-                        outcome: "created".into(),
-                        correlation_id: format!("{:016x}", (base + i) * 4 + k),
-                        ..RunRecord::default()
-                    };
-                    let t = Instant::now();
-                    let done = if calls == 1 {
-                        store.record_run(&run(0)).await.is_ok()
-                    } else {
-                        // A new incident's shape: one read, then three writes one after another.
-                        let key = run(0).key();
-                        let mut ok = store.get::<RunRecord>(&key).await.is_ok();
-                        for k in 0..3 {
-                            ok = ok && store.record_run(&run(k)).await.is_ok();
-                        }
-                        ok
-                    };
-                    // A failed unit (a call past the client's time limit) counts as slower than any.
-                    if done {
-                        t.elapsed().as_secs_f64() * 1000.0
-                    } else {
-                        f64::INFINITY
-                    }
-                }
-            })
-            .buffer_unordered(writers)
-            .collect()
-            .await;
-        let wall = started.elapsed().as_secs_f64();
-        times.sort_by(|a, b| a.total_cmp(b));
-        let at = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
-        let slow = times.iter().filter(|t| **t > 1000.0).count() as f64 / times.len() as f64;
-        let failed = times.iter().filter(|t| t.is_infinite()).count();
-        let finite: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
-        let unit = if calls == 1 { "1 write" } else { "1 read + 3 writes" };
-        println!(
-            "| {unit} | {writers} | {n} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1}% | {failed} |",
-            n as f64 / wall,
-            at(0.5),
-            at(0.99),
-            finite.last().copied().unwrap_or_default(),
-            slow * 100.0
-        );
+    let wanted = std::env::var("STORAGE_TAIL_CLIENT").unwrap_or_else(|_| "sdk,raw,memory".into());
+    let mut clients = Vec::new();
+    for name in wanted.split(',').map(str::trim) {
+        clients.push(match name {
+            "sdk" => Client::Sdk(app.store.clone().expect("state storage")),
+            "raw" => {
+                let base = format!("http://127.0.0.1:{}", azurite.port());
+                let raw = Raw { http: reqwest::Client::new(), base, table: format!("{table}raw") };
+                raw.create_table().await;
+                Client::Raw(raw)
+            }
+            "memory" => Client::Memory(Store::new(std::sync::Arc::new(MemoryTable::default()))),
+            other => panic!("STORAGE_TAIL_CLIENT: {other:?} is not sdk, raw or memory"),
+        });
     }
+    println!("| Client | Unit | Concurrent | Units | Units/s | p50 ms | p99 ms | max ms | share > 1 s | failed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut serial = 0usize;
+    for client in &clients {
+        for (calls, writers) in [(1usize, 1usize), (1, 16), (1, 128), (4, 1), (4, 16), (4, 128)] {
+            let base = serial;
+            serial += n;
+            level(client, n, calls, writers, base).await;
+        }
+    }
+}
+
+/// `n` units of `calls` calls, `writers` at a time; one row of the table.
+async fn level(client: &Client, n: usize, calls: usize, writers: usize, base: usize) {
+    let started = Instant::now();
+    let mut times: Vec<f64> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let run = |k: usize| RunRecord {
+                received_ms: 1_796_378_400_000 + ((base + i) * 4 + k) as i64,
+                function: "cf-webhook".into(),
+                outcome: "created".into(),
+                correlation_id: format!("{:016x}", (base + i) * 4 + k),
+                ..RunRecord::default()
+            };
+            let t = Instant::now();
+            let done = if calls == 1 {
+                client.write(&run(0)).await
+            } else {
+                // A new incident's shape: one read, then three writes one after another.
+                let mut ok = client.read(&run(0)).await;
+                for k in 0..3 {
+                    ok = ok && client.write(&run(k)).await;
+                }
+                ok
+            };
+            // A failed unit (a call past the client's time limit) counts as slower than any.
+            if done {
+                t.elapsed().as_secs_f64() * 1000.0
+            } else {
+                f64::INFINITY
+            }
+        })
+        .buffer_unordered(writers)
+        .collect()
+        .await;
+    let wall = started.elapsed().as_secs_f64();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    let slow = times.iter().filter(|t| **t > 1000.0).count() as f64 / times.len() as f64;
+    let failed = times.iter().filter(|t| t.is_infinite()).count();
+    let finite: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
+    let unit = if calls == 1 { "1 write" } else { "1 read + 3 writes" };
+    println!(
+        "| {} | {unit} | {writers} | {n} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1}% | {failed} |",
+        client.name(),
+        n as f64 / wall,
+        at(0.5),
+        at(0.99),
+        finite.last().copied().unwrap_or_default(),
+        slow * 100.0
+    );
 }

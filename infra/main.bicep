@@ -167,6 +167,16 @@ param haloTenant string = ''
 @description('HALO_SCOPE: OAuth scope of the Halo token.')
 param haloScope string = 'all'
 
+@description('HALO_RATE_LIMIT: the most Halo API calls one instance starts in any HALO_RATE_WINDOW_SECONDS (hosted Halo allows about 300 per 5 minutes, shared with your other tools; instances do not share this limit).')
+@minValue(1)
+@maxValue(10000)
+param haloRateLimit int = 200
+
+@description('HALO_RATE_WINDOW_SECONDS: the rolling window of HALO_RATE_LIMIT, in seconds.')
+@minValue(1)
+@maxValue(3600)
+param haloRateWindowSeconds int = 300
+
 @description('HALO_EXTERNAL_REF_FIELD: ticket field that carries cf|source|incidentId. thirdpartynumber (Logic App 01) is not a Halo ticket field and is refused; old tickets that carry it are still read.')
 @allowed([
   'supplier_reference'
@@ -1090,6 +1100,14 @@ var commonSettings = [
   {
     name: 'HALO_SCOPE'
     value: haloScope
+  }
+  {
+    name: 'HALO_RATE_LIMIT'
+    value: string(haloRateLimit)
+  }
+  {
+    name: 'HALO_RATE_WINDOW_SECONDS'
+    value: string(haloRateWindowSeconds)
   }
   {
     name: 'HALO_EXTERNAL_REF_FIELD'

@@ -81,6 +81,8 @@ pub const HALO_CLIENT_ID: &str = "HALO_CLIENT_ID";
 pub const HALO_CLIENT_SECRET: &str = "HALO_CLIENT_SECRET";
 pub const HALO_TENANT: &str = "HALO_TENANT";
 pub(crate) const HALO_SCOPE: &str = "HALO_SCOPE";
+pub const HALO_RATE_LIMIT: &str = "HALO_RATE_LIMIT";
+pub const HALO_RATE_WINDOW_SECONDS: &str = "HALO_RATE_WINDOW_SECONDS";
 pub const HALO_DEFAULT_TICKETTYPE_ID: &str = "HALO_DEFAULT_TICKETTYPE_ID";
 pub const HALO_DEFAULT_CLIENT_ID: &str = "HALO_DEFAULT_CLIENT_ID";
 pub const HALO_CLIENT_MAP: &str = "HALO_CLIENT_MAP";
@@ -237,6 +239,21 @@ pub const SETTINGS: &[Setting] = &[
     secret(HALO_CLIENT_SECRET, Area::HaloApi, "Client secret of the Halo API application."),
     s(HALO_TENANT, Area::HaloApi, false, None, "Halo tenant name (hosted Halo); sent with the token request."),
     s(HALO_SCOPE, Area::HaloApi, false, Some("all"), "OAuth scope of the Halo token."),
+    s(
+        HALO_RATE_LIMIT,
+        Area::HaloApi,
+        false,
+        Some("200"),
+        "The most Halo API calls the bridge starts in any HALO_RATE_WINDOW_SECONDS, per instance (1-10000; hosted \
+         Halo allows about 300 per 5 minutes, shared with your other tools); calls beyond it wait or are queued.",
+    ),
+    s(
+        HALO_RATE_WINDOW_SECONDS,
+        Area::HaloApi,
+        false,
+        Some("300"),
+        "The rolling window of HALO_RATE_LIMIT, in seconds (1-3600).",
+    ),
     secret(
         HALO_WEBHOOK_SECRET,
         Area::HaloWebhook,

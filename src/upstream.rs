@@ -217,8 +217,24 @@ pub async fn send(
     retry: Retry,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Answer, UpstreamError> {
+    send_paced(service, call_timeout, deadline, retry, None, build).await
+}
+
+/// `send`, with every attempt (retries too) first taking a slot of `pacer`, and a 429 holding the pacer back for
+/// every caller.
+pub async fn send_paced(
+    service: &'static str,
+    call_timeout: Duration,
+    deadline: Deadline,
+    retry: Retry,
+    pacer: Option<&Pacer>,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Answer, UpstreamError> {
     let mut attempt = 0;
     loop {
+        if let Some(pacer) = pacer {
+            pacer.acquire(service, deadline).await?;
+        }
         let remaining = deadline.remaining();
         if remaining.is_zero() {
             return Err(UpstreamError::Timeout { service });
@@ -240,6 +256,9 @@ pub async fn send(
             UpstreamError::Status { retry_after: Some(after), .. } => *after,
             _ => backoff(attempt),
         };
+        if let (Some(pacer), UpstreamError::Status { status: 429, .. }) = (pacer, &error) {
+            pacer.hold(wait);
+        }
         if wait >= deadline.remaining() {
             // Not enough time left to wait here: the sender retries later instead.
             return match error {
@@ -251,6 +270,95 @@ pub async fn send(
         }
         tracing::debug!(service, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream call");
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// A client-side limit on the calls to one upstream: at most `limit` call starts in any `window` (a sliding
+/// window, as Halo counts: "300 requests per rolling 5 minute window"), and none before a 429's `Retry-After` (or
+/// `RATE_LIMIT_BACKOFF`) has passed. A call that cannot start within its deadline is not made: it fails as
+/// `RetryLater` with the time until a slot frees, so durable work waits that long instead of meeting a 429.
+/// One per process: instances do not share it (docs/benchmarks.md, *Bursts at Halo's rate*).
+#[derive(Debug)]
+pub struct Pacer {
+    limit: usize,
+    /// The window a start occupies, with a margin for the clocks of the two ends (1%).
+    occupied: Duration,
+    state: std::sync::Mutex<PacerState>,
+}
+
+#[derive(Debug, Default)]
+struct PacerState {
+    /// The starts of the last `limit` calls still inside the window, oldest first.
+    starts: std::collections::VecDeque<Instant>,
+    /// A 429's hold: no call starts before it.
+    hold_until: Option<Instant>,
+    /// Calls that waited for a slot, and calls turned away (`RetryLater`), since start.
+    waited: u64,
+    deferred: u64,
+}
+
+/// What a `Pacer` has done since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacerCounts {
+    pub waited: u64,
+    pub deferred: u64,
+}
+
+/// A call is not worth starting with less than this left before its deadline.
+const PACER_MARGIN: Duration = Duration::from_millis(500);
+
+impl Pacer {
+    pub fn new(limit: u32, window: Duration) -> Pacer {
+        Pacer {
+            limit: limit.max(1) as usize,
+            occupied: window + window / 100,
+            state: std::sync::Mutex::new(PacerState::default()),
+        }
+    }
+
+    /// Takes a slot now, or waits for one while the deadline allows, or fails with `RetryLater`.
+    pub async fn acquire(&self, service: &'static str, deadline: Deadline) -> Result<(), UpstreamError> {
+        let mut waited = false;
+        loop {
+            let wait = {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                while state.starts.front().is_some_and(|t| *t + self.occupied <= now) {
+                    state.starts.pop_front();
+                }
+                let mut ready = state.hold_until.filter(|h| *h > now).unwrap_or(now);
+                if state.starts.len() >= self.limit {
+                    ready = ready.max(state.starts[state.starts.len() - self.limit] + self.occupied);
+                }
+                let wait = ready.saturating_duration_since(now);
+                if wait.is_zero() {
+                    state.starts.push_back(now);
+                    state.waited += u64::from(waited);
+                    return Ok(());
+                }
+                if wait + PACER_MARGIN > deadline.remaining() {
+                    state.deferred += 1;
+                    // Whole seconds, rounded up: the sender (or the queue) comes back when a slot is free.
+                    let retry_after = Duration::from_secs(wait.as_secs() + 1);
+                    return Err(UpstreamError::RetryLater { service, retry_after });
+                }
+                wait
+            };
+            waited = true;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Halo answered 429: no call starts for `wait`.
+    pub fn hold(&self, wait: Duration) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let until = Instant::now() + wait;
+        state.hold_until = Some(state.hold_until.map_or(until, |h| h.max(until)));
+    }
+
+    pub fn counts(&self) -> PacerCounts {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        PacerCounts { waited: state.waited, deferred: state.deferred }
     }
 }
 
@@ -294,6 +402,48 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_starts_at_most_its_limit_in_any_window_and_waits_for_the_oldest_to_leave() {
+        let pacer = Pacer::new(3, Duration::from_secs(10));
+        let started = Instant::now();
+        for _ in 0..3 {
+            pacer.acquire("x", Deadline::after(Duration::from_secs(30))).await.unwrap();
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO, "the first three go at once");
+        pacer.acquire("x", Deadline::after(Duration::from_secs(30))).await.unwrap();
+        // The window plus its 1% margin after the first start.
+        assert_eq!(started.elapsed(), Duration::from_millis(10_100));
+        assert_eq!(pacer.counts(), PacerCounts { waited: 1, deferred: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_cannot_start_in_time_is_turned_away_with_the_wait_and_makes_no_call() {
+        let pacer = Pacer::new(1, Duration::from_secs(10));
+        pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap();
+        let started = Instant::now();
+        let refused = pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::ZERO, "turned away at once, not after waiting");
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(11)));
+        assert_eq!(refused.failure(Call::Create), Failure::Transient { retry_after: Some(Duration::from_secs(11)) });
+        assert_eq!(pacer.counts(), PacerCounts { waited: 0, deferred: 1 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_every_caller_back_for_its_wait() {
+        let pacer = Pacer::new(100, Duration::from_secs(300));
+        pacer.hold(Duration::from_secs(20));
+        let short = pacer.acquire("x", Deadline::after(Duration::from_secs(10))).await.unwrap_err();
+        assert_eq!(short.retry_after(), Some(Duration::from_secs(21)));
+        let started = Instant::now();
+        pacer.acquire("x", Deadline::after(Duration::from_secs(25))).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(20));
+        // A shorter hold never shortens a longer one.
+        pacer.hold(Duration::from_secs(30));
+        pacer.hold(Duration::from_secs(1));
+        let held = pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap_err();
+        assert_eq!(held.retry_after(), Some(Duration::from_secs(31)));
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {

@@ -162,6 +162,9 @@ where
         let method = req.method.clone();
         let path = req.path.clone();
         let paths: Vec<&str> = fault_paths.iter().map(String::as_str).collect();
+        if let Some(wait) = faults.latency() {
+            tokio::time::sleep(wait).await;
+        }
         let fault = faults.decide(&req.method, &paths);
         let kind = fault.as_ref().map(Fault::kind);
         let planned = match fault {

@@ -153,10 +153,33 @@ struct RateRule {
     rng: StdRng,
 }
 
+/// A modelled network and service latency: each request waits `mean` ± up to `jitter` (uniform) before it is
+/// handled, as a call across a region would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latency {
+    /// The average wait.
+    pub mean: Duration,
+    /// The most a wait differs from `mean`, either way.
+    pub jitter: Duration,
+}
+
+impl Latency {
+    /// One wait, drawn from `rng`.
+    pub fn sample(&self, rng: &mut StdRng) -> Duration {
+        let low = self.mean.saturating_sub(self.jitter);
+        let high = self.mean + self.jitter;
+        if high <= low {
+            return low;
+        }
+        Duration::from_nanos(rng.gen_range(low.as_nanos() as u64..=high.as_nanos() as u64))
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     rules: Vec<Rule>,
     rates: Vec<RateRule>,
+    latency: Option<(Latency, StdRng)>,
     injected: BTreeMap<String, u64>,
 }
 
@@ -193,6 +216,18 @@ impl Faults {
             probability: probability.clamp(0.0, 1.0),
             rng: StdRng::seed_from_u64(seed),
         });
+    }
+
+    /// Every request waits `latency` before it is handled (`None`: no wait), drawn from a deterministic RNG seeded
+    /// with `seed`.
+    pub fn set_latency(&self, latency: Option<Latency>, seed: u64) {
+        self.lock().latency = latency.map(|l| (l, StdRng::seed_from_u64(seed)));
+    }
+
+    /// The wait of the next request under `set_latency`.
+    pub fn latency(&self) -> Option<Duration> {
+        let mut s = self.lock();
+        s.latency.as_mut().map(|(l, rng)| l.sample(rng))
     }
 
     /// Removes every rule (the injected counters are kept).

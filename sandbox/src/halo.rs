@@ -53,6 +53,22 @@ pub struct HaloConfig {
     pub max_actions_count: Option<usize>,
     /// Port to bind on 127.0.0.1; `None` picks a free one.
     pub port: Option<u16>,
+    /// The tenant's API budget (`None`: unlimited): beyond it `/api/...` answers 429.
+    pub budget: Option<Budget>,
+}
+
+/// A hosted tenant's API budget: at most `requests` authorized `/api/...` requests in any rolling `window`; the
+/// request beyond it is answered 429 "Rate Limit Reached - N Requests per rolling ... window" (the text hosted
+/// Halo answers), with `Retry-After` (seconds until a request leaves the window) when `retry_after`, and not
+/// counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Requests allowed in any window.
+    pub requests: usize,
+    /// The rolling window.
+    pub window: Duration,
+    /// Whether a 429 carries `Retry-After`.
+    pub retry_after: bool,
 }
 
 impl HaloConfig {
@@ -70,6 +86,7 @@ impl HaloConfig {
             default_actions_count: 20,
             max_actions_count: None,
             port: None,
+            budget: None,
         }
     }
 }
@@ -266,6 +283,10 @@ struct HaloState {
     clients: Vec<(i64, String, bool)>,
     /// Sites: (id, client id, name).
     sites: Vec<(i64, i64, String)>,
+    /// When the budget's counted requests arrived, oldest first (within one window).
+    budget_log: std::collections::VecDeque<Instant>,
+    /// Requests answered 429 by the budget.
+    rate_limited: usize,
 }
 
 /// The ticket types the fake lists (`GET /TicketType`).
@@ -316,6 +337,8 @@ impl FakeHalo {
             last_action_ms: 0,
             clients: vec![(1, "Default Triage".into(), false)],
             sites: vec![(1, 1, "Main".into())],
+            budget_log: std::collections::VecDeque::new(),
+            rate_limited: 0,
         };
         let (inner, server) = fake::serve(config, state, port, "halo", dispatch)?;
         Ok(FakeHalo { inner, server })
@@ -433,6 +456,11 @@ impl FakeHalo {
     /// Makes every issued token invalid; the next API call with one gets 401.
     pub fn expire_all_tokens(&self) {
         self.inner.lock().tokens.clear();
+    }
+
+    /// Requests the tenant budget answered 429.
+    pub fn rate_limited(&self) -> usize {
+        self.inner.lock().rate_limited
     }
 
     /// The fault plan of this fake.
@@ -570,6 +598,9 @@ fn handle(inner: &HaloInner, req: &Incoming) -> Outgoing {
             if !authorized(inner, req) {
                 return Outgoing::empty(401).with_header("www-authenticate", "Bearer");
             }
+            if let Some(refused) = over_budget(inner) {
+                return refused;
+            }
             let m = &req.method;
             match rest {
                 ["tickets"] if m == Method::GET => list_tickets(inner, req),
@@ -606,6 +637,32 @@ fn handle(inner: &HaloInner, req: &Incoming) -> Outgoing {
         }
         _ => not_found("no such endpoint in the sandbox"),
     }
+}
+
+/// Counts one request against the tenant's budget, or answers its 429.
+fn over_budget(inner: &HaloInner) -> Option<Outgoing> {
+    let budget = inner.config.budget?;
+    let mut s = inner.lock();
+    let now = Instant::now();
+    while s.budget_log.front().is_some_and(|t| now.duration_since(*t) >= budget.window) {
+        s.budget_log.pop_front();
+    }
+    if s.budget_log.len() < budget.requests {
+        s.budget_log.push_back(now);
+        return None;
+    }
+    s.rate_limited += 1;
+    let text = format!(
+        "Rate Limit Reached - {} Requests per rolling {} second window",
+        budget.requests,
+        budget.window.as_secs()
+    );
+    let refused = Outgoing::json(429, &json!({ "error": text }));
+    if !budget.retry_after {
+        return Some(refused);
+    }
+    let frees = s.budget_log.front().map_or(Duration::ZERO, |t| budget.window.saturating_sub(now.duration_since(*t)));
+    Some(refused.with_header("retry-after", &(frees.as_secs() + 1).to_string()))
 }
 
 fn token(inner: &HaloInner, req: &Incoming) -> Outgoing {

@@ -2,8 +2,11 @@
 //! (method, path, query, headers, body; the SharedKey signature stays valid) and counted by method. The tests and
 //! the benchmarks use it to count Table Storage calls per event.
 
+use crate::faults::Latency;
 use crate::server::ServerHandle;
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use warp::http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -32,6 +35,12 @@ pub struct CountingProxy {
 impl CountingProxy {
     /// Starts forwarding to `target` (e.g. `http://127.0.0.1:10002`) on the current tokio runtime.
     pub async fn start(target: String) -> CountingProxy {
+        CountingProxy::start_with_latency(target, None).await
+    }
+
+    /// The same, each request first waiting `latency` (Table Storage's round trip inside a region, modelled).
+    pub async fn start_with_latency(target: String, latency: Option<Latency>) -> CountingProxy {
+        let waits = Arc::new(Mutex::new(StdRng::seed_from_u64(7)));
         let client = reqwest::Client::builder().no_proxy().build().expect("a reqwest client");
         let counts = Arc::new(Mutex::new(Counts::new()));
         let counted = counts.clone();
@@ -41,6 +50,7 @@ impl CountingProxy {
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(move |method: Method, path: FullPath, query: String, headers: HeaderMap, body: Bytes| {
+                let wait = latency.map(|l| l.sample(&mut waits.lock().unwrap()));
                 // The bridge's run history (partitions `run-…`) is written after each answer: counted apart.
                 let kind = if method != Method::GET && contains(&body, br#""PartitionKey":"run-"#) {
                     RUN_HISTORY.to_string()
@@ -48,7 +58,13 @@ impl CountingProxy {
                     method.to_string()
                 };
                 *counted.lock().unwrap().entry(kind).or_default() += 1;
-                forward(client.clone(), target.clone(), method, path, query, headers, body)
+                let forwarded = forward(client.clone(), target.clone(), method, path, query, headers, body);
+                async move {
+                    if let Some(wait) = wait {
+                        tokio::time::sleep(wait).await;
+                    }
+                    forwarded.await
+                }
             });
         let server = crate::server::bind(filter, None).await.expect("bind the proxy");
         CountingProxy { port: server.port(), counts, _server: server }

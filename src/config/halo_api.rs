@@ -1,6 +1,6 @@
 //! The Halo API client's settings (both directions use it). The client secret lives in `secrets`.
 
-use super::read::{base_url, positive_id, Reader};
+use super::read::{base_url, integer_in, positive_id, Reader};
 use crate::availability::Availability;
 use crate::domain::{RefLocation, LEGACY_REFERENCE, SUPPLIER_REFERENCE};
 use crate::settings as names;
@@ -13,6 +13,9 @@ pub struct HaloApiConfig {
     pub tenant: Option<String>,
     pub scope: String,
     pub reference: RefLocation,
+    /// The client-side limit: at most `rate_limit` calls started in any `rate_window`.
+    pub rate_limit: u32,
+    pub rate_window: std::time::Duration,
 }
 
 pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloApiConfig> {
@@ -22,6 +25,8 @@ pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloApiConfig> {
     let tenant = r.optional(names::HALO_TENANT).map(str::to_string);
     let scope = r.optional(names::HALO_SCOPE).unwrap_or("all").to_string();
     let reference = ref_location(&mut r);
+    let rate_limit = r.optional_as(names::HALO_RATE_LIMIT, integer_in(1..=10_000));
+    let rate_window = r.optional_as(names::HALO_RATE_WINDOW_SECONDS, integer_in(1..=3_600));
     r.finish(|| {
         Some(HaloApiConfig {
             auth_url: auth_url?,
@@ -30,6 +35,8 @@ pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloApiConfig> {
             tenant,
             scope,
             reference: reference?,
+            rate_limit: rate_limit? as u32,
+            rate_window: std::time::Duration::from_secs(rate_window? as u64),
         })
     })
 }

@@ -1,6 +1,6 @@
 //! The halo-webhook direction's settings (Halo → ContraForce; no secrets).
 
-use super::read::{base_url, integer, list, pairs, positive_id, positive_seconds, Reader};
+use super::read::{base_url, integer_in, list, pairs, positive_id, positive_seconds, Reader};
 use crate::availability::Availability;
 use crate::settings as names;
 use std::collections::HashMap;
@@ -67,10 +67,7 @@ pub struct ReconcileConfig {
 const MAX_RECONCILE_CALLS: i64 = 300;
 
 fn halo_calls(value: &str) -> Result<u32, String> {
-    match integer(value)? {
-        n if (1..=MAX_RECONCILE_CALLS).contains(&n) => Ok(n as u32),
-        _ => Err(format!("must be between 1 and {MAX_RECONCILE_CALLS}")),
-    }
+    integer_in(1..=MAX_RECONCILE_CALLS)(value).map(|n| n as u32)
 }
 
 pub(super) fn read(mut r: Reader<'_>) -> Availability<HaloWebhookConfig> {

@@ -132,6 +132,14 @@ pub(crate) fn integer(value: &str) -> Result<i64, String> {
     value.parse::<i64>().map_err(|_| format!("`{value}` is not an integer"))
 }
 
+/// An integer within `range`.
+pub(crate) fn integer_in(range: std::ops::RangeInclusive<i64>) -> impl Fn(&str) -> Result<i64, String> {
+    move |value| match integer(value)? {
+        n if range.contains(&n) => Ok(n),
+        _ => Err(format!("must be between {} and {}", range.start(), range.end())),
+    }
+}
+
 pub(crate) fn positive_id(value: &str) -> Result<i64, String> {
     match integer(value)? {
         n if n > 0 => Ok(n),

@@ -108,6 +108,10 @@ fn invalid_values_stop_startup_naming_the_variable() {
         ("UPSTREAM_TIMEOUT_SECONDS", "0"),
         ("RECONCILE_HALO_CALLS", "301"),
         ("RECONCILE_HALO_CALLS", "0"),
+        ("HALO_RATE_LIMIT", "0"),
+        ("HALO_RATE_LIMIT", "10001"),
+        ("HALO_RATE_WINDOW_SECONDS", "0"),
+        ("HALO_RATE_WINDOW_SECONDS", "soon"),
         ("HALO_CLIENT_MATCH_BY_NAME", "sometimes"),
         ("HALO_CLIENT_NAME_CACHE_SECONDS", "0"),
     ] {

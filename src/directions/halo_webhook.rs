@@ -19,8 +19,8 @@ use crate::halo::model::{Action, Ticket};
 use crate::halo::text::{cap, html_to_text, MAX_COMMENT_CHARS};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
 use crate::store::{
-    action_key, incident_key, ticket_key, ActionMarker, Claim, CloseState, IncidentRecord, IncidentState, MarkerState,
-    StoreError, TicketRecord, Versioned,
+    action_key, incident_key, own_note_key, ticket_key, ActionMarker, Claim, CloseState, IncidentRecord, IncidentState,
+    Key, MarkerState, StoreError, TicketRecord, Versioned, Write, OWN_NOTE_ROW,
 };
 use crate::upstream::{Call, Failure, UpstreamError};
 use crate::work::{WorkFailure, WorkItem};
@@ -176,12 +176,23 @@ pub(crate) fn is_closed(ticket: &Ticket, cfg: &HaloWebhookConfig) -> bool {
 }
 
 enum Forwarded {
-    Posted,
+    /// Posted: the marker, still Sending, for the caller to mark Sent.
+    Posted(Versioned<ActionMarker>),
     AlreadyHandled,
     /// Refused for good (a dead letter) or of unknown outcome (recorded): the next actions go on.
     SetAside,
     /// Another delivery is posting this action right now: stop here to keep the order, and try again later.
     InFlightElsewhere,
+}
+
+/// A posted comment, as its Sent write needs it.
+struct Sent<'m> {
+    action_id: i64,
+    sending: &'m Versioned<ActionMarker>,
+    /// The `lastactiondate` the progress covers, when this was the last new action.
+    dated: Option<&'m str>,
+    /// The next action to forward, reserved in the same write.
+    next: Option<i64>,
 }
 
 /// What became of the ticket's close in this webhook.
@@ -243,24 +254,38 @@ impl<'a> HaloWebhook<'a> {
         }
     }
 
-    async fn sync_ticket(&self, record: TicketRecord, ticket: &Ticket) -> Result<HaloWebhookOutcome, HaloWebhookError> {
+    async fn sync_ticket(
+        &self,
+        read: Versioned<TicketRecord>,
+        ticket: &Ticket,
+    ) -> Result<HaloWebhookOutcome, HaloWebhookError> {
         let ticket_id = ticket.id;
+        let record = &read.value;
         // Halo's `lastactiondate` unchanged since every action was handled: no action to read (one call, not two).
-        let unchanged = actions_unchanged(ticket, &record);
+        let unchanged = actions_unchanged(ticket, record);
         let actions = if unchanged {
             Vec::new()
         } else {
             self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?
         };
         let new_actions = actions.iter().any(|a| a.id > record.last_action_id);
-        if (new_actions || close_pending(ticket, self.cfg, record.close))
-            && !self.link_verified(ticket_id, &record).await?
-        {
-            return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED));
+        let mut own = Vec::new();
+        if new_actions || close_pending(ticket, self.cfg, record.close) {
+            // The new actions that would be forwarded: the bridge's own notes among them are found in the same read.
+            let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge);
+            let candidates: Vec<i64> = actions
+                .iter()
+                .filter(|a| a.id > record.last_action_id && forwardable(a, self.cfg, Some(a.id) == creation_id).is_ok())
+                .map(|a| a.id)
+                .collect();
+            match self.verify(ticket_id, record, &candidates).await? {
+                Some(found) => own = found,
+                None => return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED)),
+            }
         }
         let seen = (!unchanged).then_some(ticket.lastactiondate.as_deref()).flatten();
-        let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &record, &actions, seen).await?;
-        let closing_note = closing_note(&actions, &record, self.cfg);
+        let (forwarded, mut set_aside) = self.forward_actions(ticket_id, &read, &actions, &own, seen).await?;
+        let closing_note = closing_note(&actions, record, self.cfg);
         let closed = match self.mirror_close(ticket, record.at(), record.close, closing_note.as_deref()).await? {
             Closed::Now => true,
             Closed::SetAside => {
@@ -278,11 +303,14 @@ impl<'a> HaloWebhook<'a> {
         ticket_id: TicketId,
         action_id: i64,
     ) -> Result<HaloWebhookOutcome, HaloWebhookError> {
-        let Some(record) = self.record(ticket_id).await? else {
+        let Some(Versioned { value: record, .. }) = self.record(ticket_id).await? else {
             return Ok(HaloWebhookOutcome::Ignored(NOT_LINKED));
         };
-        if !self.link_verified(ticket_id, &record).await? {
+        let Some(own) = self.verify(ticket_id, &record, &[action_id]).await? else {
             return Ok(HaloWebhookOutcome::Ignored(NOT_VERIFIED));
+        };
+        if !own.is_empty() {
+            return Ok(HaloWebhookOutcome::Ignored("the bridge's own note"));
         }
         let actions = self.ctx.halo.actions(ticket_id, self.ctx.deadline).await.map_err(HaloWebhookError::Halo)?;
         let Some(action) = actions.iter().find(|a| a.id == action_id) else {
@@ -292,8 +320,11 @@ impl<'a> HaloWebhook<'a> {
         let Ok(text) = forwardable(action, self.cfg, is_creation) else {
             return Ok(HaloWebhookOutcome::Ignored("the action is no longer forwardable"));
         };
-        let (forwarded, set_aside) = match self.forward_once(ticket_id, record.at(), action, &text).await? {
-            Forwarded::Posted => (1, 0),
+        let (forwarded, set_aside) = match self.forward_once(ticket_id, record.at(), action, &text, None).await? {
+            Forwarded::Posted(sending) => {
+                self.mark_sent(&action_key(ticket_id, action.id), &sending).await;
+                (1, 0)
+            }
             Forwarded::SetAside => (0, 1),
             Forwarded::AlreadyHandled => (0, 0),
             Forwarded::InFlightElsewhere => return Err(HaloWebhookError::InFlight),
@@ -303,18 +334,29 @@ impl<'a> HaloWebhook<'a> {
 
     /// The bridge's record of the ticket: written when cf-webhook created it or `handler import-links` linked it.
     /// A reference written on a ticket is never enough (anyone who edits a ticket can type or copy one).
-    async fn record(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, StoreError> {
-        Ok(self.ctx.store.get::<TicketRecord>(&ticket_key(ticket_id)).await?.map(|v| v.value))
+    async fn record(&self, ticket_id: TicketId) -> Result<Option<Versioned<TicketRecord>>, StoreError> {
+        self.ctx.store.get::<TicketRecord>(&ticket_key(ticket_id)).await
     }
 
     /// Whether the incident's own record names this ticket. A ticket record the bridge wrote while creating the
     /// ticket comes just before the incident's record says so: that short gap is a transient failure (the work is
     /// queued and done a moment later), never a trust. Any other mismatch (a record from an older version of the
     /// bridge that trusted a typed reference, a second ticket claiming one incident) is refused.
-    async fn link_verified(&self, ticket_id: TicketId, record: &TicketRecord) -> Result<bool, StoreError> {
-        let incident = self.ctx.store.get::<IncidentRecord>(&incident_key(&record.reference)).await?;
+    ///
+    /// The same read finds which of `candidates` (action ids) are the bridge's own notes (`own_note_key`): `Some`
+    /// of those when the link is verified, `None` when it is not.
+    async fn verify(
+        &self,
+        ticket_id: TicketId,
+        record: &TicketRecord,
+        candidates: &[i64],
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let key = incident_key(&record.reference);
+        let own_rows: Vec<String> = candidates.iter().map(|id| own_note_key(&key, *id).row).collect();
+        let (incident, found) = self.ctx.store.get_with_rows::<IncidentRecord>(&key, &own_rows).await?;
+        let own = || found.iter().filter_map(|row| row.strip_prefix(OWN_NOTE_ROW)?.parse().ok()).collect();
         match incident.map(|v| v.value) {
-            Some(i) if i.state == IncidentState::Created && i.ticket_id == Some(ticket_id) => Ok(true),
+            Some(i) if i.state == IncidentState::Created && i.ticket_id == Some(ticket_id) => Ok(Some(own())),
             Some(i) if record.created_by_bridge && i.state == IncidentState::Claimed => {
                 Err(StoreError::Unavailable("the incident's link to its new ticket is still being written".into()))
             }
@@ -324,7 +366,7 @@ impl<'a> HaloWebhook<'a> {
                     linked_ticket = other.and_then(|i| i.ticket_id),
                     "the incident's record does not name this ticket: nothing is posted or closed from it"
                 );
-                Ok(false)
+                Ok(None)
             }
         }
     }
@@ -332,21 +374,40 @@ impl<'a> HaloWebhook<'a> {
     async fn forward_actions(
         &self,
         ticket_id: TicketId,
-        record: &TicketRecord,
+        read: &Versioned<TicketRecord>,
         actions: &[Action],
+        own: &[i64],
         seen: Option<&str>,
     ) -> Result<(usize, usize), HaloWebhookError> {
+        let record = &read.value;
         // The opening action of a ticket the bridge made is the incident's own details: never a comment, whoever
         // Halo names as its author (the echo filter alone is not enough).
         let creation_id = actions.first().map(|a| a.id).filter(|_| record.created_by_bridge);
+        // Each new action with the comment it becomes, if it is forwarded.
+        let plan: Vec<(&Action, Option<String>)> = actions
+            .iter()
+            .filter(|a| a.id > record.last_action_id)
+            .map(|a| (a, forwardable(a, self.cfg, Some(a.id) == creation_id).ok().filter(|_| !own.contains(&a.id))))
+            .collect();
+        // The record as this webhook last wrote it: each posted comment's Sent marker, the progress it makes and the
+        // next comment's reservation go in one write (one partition), and the progress needs no write of its own.
+        let mut progress = Some(read.clone());
+        let mut reserved = None;
         let mut handled_through = record.last_action_id;
         let (mut forwarded, mut set_aside) = (0, 0);
         let mut outcome = Ok(());
         let mut complete = true;
-        for action in actions.iter().filter(|a| a.id > record.last_action_id) {
-            if let Ok(text) = forwardable(action, self.cfg, Some(action.id) == creation_id) {
-                match self.forward_once(ticket_id, record.at(), action, &text).await {
-                    Ok(Forwarded::Posted) => forwarded += 1,
+        for (n, (action, text)) in plan.iter().enumerate() {
+            if let Some(text) = text {
+                match self.forward_once(ticket_id, record.at(), action, text, reserved.take()).await {
+                    Ok(Forwarded::Posted(sending)) => {
+                        forwarded += 1;
+                        // The last new action: every action Halo had when it answered `seen` is handled.
+                        let dated = (n + 1 == plan.len()).then_some(seen).flatten();
+                        let next = plan[n + 1..].iter().find(|(_, t)| t.is_some()).map(|(a, _)| a.id);
+                        let sent = Sent { action_id: action.id, sending: &sending, dated, next };
+                        (progress, reserved) = self.sent_with_progress(ticket_id, sent, progress).await;
+                    }
                     Ok(Forwarded::SetAside) => set_aside += 1,
                     Ok(Forwarded::AlreadyHandled) => {}
                     // Not done: what follows waits (the order), and the work is tried again.
@@ -365,40 +426,110 @@ impl<'a> HaloWebhook<'a> {
             handled_through = action.id;
         }
         // Every action Halo had when it answered `seen` is handled: the next webhook with that date reads none.
-        let seen = seen.filter(|s| complete && record.last_action_date.as_deref() != Some(*s));
+        let seen = seen.filter(|_| complete);
+        let stored = progress.as_ref().map(|p| &p.value);
+        let behind = stored.is_none_or(|r| r.last_action_id < handled_through);
+        let undated = seen.is_some() && stored.is_none_or(|r| r.last_action_date.as_deref() != seen);
         // Nothing new (the common webhook: any ticket update): the record just read needs no write, and no re-read.
-        if handled_through > record.last_action_id || seen.is_some() {
-            self.advance(ticket_id, handled_through, seen).await?;
+        if behind || undated {
+            self.advance(ticket_id, progress, handled_through, seen).await?;
         }
         outcome.map(|_| (forwarded, set_aside))
     }
 
-    /// Posts one action's comment unless another webhook has, or is doing it. The marker goes Reserved (claimed,
-    /// not posted) → Sending (written just before the POST) → Sent. A stale Reserved marker is taken over and
-    /// posted; only a Sending marker whose post never reported back means "outcome unknown: not posted again".
+    /// A posted comment's marker goes Sent, the ticket's record moves past the action (with `dated`, the
+    /// `lastactiondate` that covers it) and the next comment to forward is reserved, in one entity group
+    /// transaction. When the next action's marker exists already (another webhook's), the transaction is made
+    /// without it; when the record changed meanwhile (another webhook moved it), the marker is written alone and
+    /// the progress is left to `advance`. Returns the record as now stored (`None` when not known) and the next
+    /// action's reservation.
+    async fn sent_with_progress(
+        &self,
+        ticket_id: TicketId,
+        sent: Sent<'_>,
+        progress: Option<Versioned<TicketRecord>>,
+    ) -> (Option<Versioned<TicketRecord>>, Option<Versioned<ActionMarker>>) {
+        let marker_key = action_key(ticket_id, sent.action_id);
+        let Some(held) = progress else {
+            self.mark_sent(&marker_key, sent.sending).await;
+            return (None, None);
+        };
+        let mut moved = held.value.clone();
+        moved.last_action_id = moved.last_action_id.max(sent.action_id);
+        if let Some(date) = sent.dated.filter(|_| moved.last_action_id == sent.action_id) {
+            moved.last_action_date = Some(date.to_string());
+        }
+        let marker = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
+        let ticket = ticket_key(ticket_id);
+        let mut writes =
+            vec![Write::replace(&marker_key, &marker, &sent.sending.etag), Write::replace(&ticket, &moved, &held.etag)];
+        let reservation = ActionMarker { state: MarkerState::Reserved, claim: self.ctx.claims.new_claim() };
+        if let Some(next) = sent.next {
+            writes.push(Write::insert(&action_key(ticket_id, next), &reservation));
+        }
+        let mut answered = self.ctx.store.batch(&ticket.partition, &writes).await;
+        if matches!(answered, Err(StoreError::Conflict)) && writes.len() == 3 {
+            writes.pop();
+            answered = self.ctx.store.batch(&ticket.partition, &writes).await;
+        }
+        match answered {
+            Ok(etags) => {
+                let next = etags.get(2).map(|etag| Versioned { value: reservation, etag: etag.clone() });
+                (Some(Versioned { value: moved, etag: etags[1].clone() }), next)
+            }
+            Err(_) => {
+                self.mark_sent(&marker_key, sent.sending).await;
+                (None, None)
+            }
+        }
+    }
+
+    /// A posted comment's marker goes Sent (best effort: left at Sending, it is never posted again either).
+    async fn mark_sent(&self, key: &Key, sending: &Versioned<ActionMarker>) {
+        let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
+        if let Err(e) = self.ctx.claims.settle(key, sending, &sent).await {
+            tracing::warn!(error = %e, row = %key.row, "could not mark a forwarded action as sent");
+        }
+    }
+
+    /// Posts one action's comment unless another webhook has, or is doing it. The marker goes Reserved (claimed, not
+    /// posted) → Sending (written just before the POST) → Sent. A stale Reserved marker is taken over and posted;
+    /// only a Sending marker whose post never reported back means "outcome unknown: not posted again". Reserved
+    /// first is what keeps a storage outage that begins at the claim from losing the comment: the write that hangs
+    /// is the one that says "not posted". `reserved`: the claim the previous comment's Sent write made on this
+    /// action. `Posted` hands the Sending marker back for the caller to mark Sent.
     async fn forward_once(
         &self,
         ticket_id: TicketId,
         at: IncidentAt<'_>,
         action: &Action,
         text: &str,
+        reserved: Option<Versioned<ActionMarker>>,
     ) -> Result<Forwarded, HaloWebhookError> {
         let key = action_key(ticket_id, action.id);
-        let reserved = || ActionMarker { state: MarkerState::Reserved, claim: Claim::released() };
-        let how =
-            Claiming { fresh: Some(&reserved), take_over: &|_: &ActionMarker| reserved(), patience: Patience::None };
-        // Most actions are new: the insert is tried first and doubles as the read.
-        let claim = match self.ctx.claims.acquire(&key, Some(None), how).await? {
-            Acquired::Ours { record, .. } => record,
-            Acquired::Done(_) => return Ok(Forwarded::AlreadyHandled),
-            Acquired::Uncertain(_) => {
-                tracing::warn!(
-                    action_id = action.id,
-                    "an earlier comment post has an unknown outcome; not posting it again"
-                );
-                return Ok(Forwarded::AlreadyHandled);
+        let claim = match reserved {
+            Some(claim) => claim,
+            None => {
+                let reserved = || ActionMarker { state: MarkerState::Reserved, claim: Claim::released() };
+                let how = Claiming {
+                    fresh: Some(&reserved),
+                    take_over: &|_: &ActionMarker| reserved(),
+                    patience: Patience::None,
+                };
+                // Most actions are new: the insert is tried first and doubles as the read.
+                match self.ctx.claims.acquire(&key, Some(None), how).await? {
+                    Acquired::Ours { record, .. } => record,
+                    Acquired::Done(_) => return Ok(Forwarded::AlreadyHandled),
+                    Acquired::Uncertain(_) => {
+                        tracing::warn!(
+                            action_id = action.id,
+                            "an earlier comment post has an unknown outcome; not posting it again"
+                        );
+                        return Ok(Forwarded::AlreadyHandled);
+                    }
+                    Acquired::Busy => return Ok(Forwarded::InFlightElsewhere),
+                }
             }
-            Acquired::Busy => return Ok(Forwarded::InFlightElsewhere),
         };
         let sending = ActionMarker { state: MarkerState::Sending, claim: self.ctx.claims.new_claim() };
         let Some(etag) = self.ctx.claims.settle(&key, &claim, &sending).await? else {
@@ -406,14 +537,7 @@ impl<'a> HaloWebhook<'a> {
         };
         let sending = Versioned { value: sending, etag };
         match self.cf.add_comment(at, &comment_for(ticket_id, action, text), self.ctx.deadline).await {
-            Ok(()) => {
-                let sent = ActionMarker { state: MarkerState::Sent, claim: self.ctx.claims.new_claim() };
-                if let Err(e) = self.ctx.claims.settle(&key, &sending, &sent).await {
-                    // Left at Sending: never posted again.
-                    tracing::warn!(error = %e, action_id = action.id, "could not mark a forwarded action as sent");
-                }
-                Ok(Forwarded::Posted)
-            }
+            Ok(()) => Ok(Forwarded::Posted(sending)),
             Err(e) => {
                 let item = WorkItem::HaloAction { ticket: ticket_id, action: action.id };
                 match e.failure(Call::Create) {
@@ -447,23 +571,36 @@ impl<'a> HaloWebhook<'a> {
         }
     }
 
-    /// Moves the handled-through id forward, never backward, with the action date it covers.
-    async fn advance(&self, ticket_id: TicketId, handled_through: i64, seen: Option<&str>) -> Result<(), StoreError> {
-        self.ctx
-            .store
-            .update::<TicketRecord, _>(&ticket_key(ticket_id), |r| {
-                let forward = handled_through > r.last_action_id;
-                r.last_action_id = r.last_action_id.max(handled_through);
-                // Only a record that has not moved past what this webhook handled takes its date.
-                let dated =
-                    seen.is_some() && r.last_action_id == handled_through && r.last_action_date.as_deref() != seen;
-                if dated {
-                    r.last_action_date = seen.map(str::to_string);
-                }
-                forward || dated
-            })
-            .await
-            .map(drop)
+    /// Moves the handled-through id forward, never backward, with the action date it covers: one write at the
+    /// record's ETag when this webhook knows it (`held`), else (or when it changed meanwhile) read and written again.
+    async fn advance(
+        &self,
+        ticket_id: TicketId,
+        held: Option<Versioned<TicketRecord>>,
+        handled_through: i64,
+        seen: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let key = ticket_key(ticket_id);
+        let change = |r: &mut TicketRecord| {
+            let forward = handled_through > r.last_action_id;
+            r.last_action_id = r.last_action_id.max(handled_through);
+            // Only a record that has not moved past what this webhook handled takes its date.
+            let dated = seen.is_some() && r.last_action_id == handled_through && r.last_action_date.as_deref() != seen;
+            if dated {
+                r.last_action_date = seen.map(str::to_string);
+            }
+            forward || dated
+        };
+        if let Some(mut held) = held {
+            if !change(&mut held.value) {
+                return Ok(());
+            }
+            match self.ctx.store.replace(&key, &held.value, &held.etag).await {
+                Err(StoreError::Changed) => {}
+                other => return other.map(drop),
+            }
+        }
+        self.ctx.store.update::<TicketRecord, _>(&key, change).await.map(drop)
     }
 
     /// Mirrors the ticket's close once per close; a reopen arms the next close. `read` is the close state as read

@@ -6,7 +6,7 @@ use super::token::TokenSource;
 use crate::config::HaloApiConfig;
 use crate::domain::{ExternalRef, RefLocation, TicketId};
 use crate::secrets::Secrets;
-use crate::upstream::{self, not_json, Answer, Deadline, Retry, UpstreamError};
+use crate::upstream::{self, not_json, Answer, Deadline, Pacer, Retry, UpstreamError};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +61,8 @@ pub struct HaloClient {
     tokens: TokenSource,
     call_timeout: Duration,
     calls: AtomicU64,
+    /// Halo's API budget, as this instance spends it (`HALO_RATE_LIMIT`).
+    pacer: Pacer,
 }
 
 impl HaloClient {
@@ -71,12 +73,18 @@ impl HaloClient {
             api: cfg.api_base_url.clone(),
             call_timeout,
             calls: AtomicU64::new(0),
+            pacer: Pacer::new(cfg.rate_limit, cfg.rate_window),
         }
     }
 
     /// API calls made since start (tokens not included).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The client-side rate limit (what it has made wait or turned away).
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     pub fn tokens(&self) -> &TokenSource {
@@ -97,7 +105,7 @@ impl HaloClient {
             let token = self.tokens.token(deadline).await?;
             self.calls.fetch_add(1, Ordering::Relaxed);
             crate::trace::count(crate::trace::Service::Halo);
-            let result = upstream::send(SERVICE, self.call_timeout, deadline, retry, || {
+            let result = upstream::send_paced(SERVICE, self.call_timeout, deadline, retry, Some(&self.pacer), || {
                 shape(self.http.request(method.clone(), &url).bearer_auth(token.expose()))
             })
             .await;

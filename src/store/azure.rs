@@ -2,7 +2,7 @@
 //! connection strings (the crate has no `from_connection_string`) and user-assigned managed identity (`identity`).
 
 use super::connection::{endpoint, retry, transport, unanswered, Endpoint, CALL_TIMEOUT};
-use super::{Etag, Key, Props, Range, StoreError, Table};
+use super::{Etag, Key, Props, Range, StoreError, Table, Write};
 use crate::config::StorageConfig;
 use azure_core::error::ErrorKind;
 use azure_core::StatusCode;
@@ -30,8 +30,14 @@ impl AzureTable {
 
     /// Creates the table if it does not exist (an existing table is fine).
     pub(crate) async fn ensure_table(&self) -> Result<(), StoreError> {
+        self.create_table().await.map(drop)
+    }
+
+    /// Creates the table; false when it existed.
+    async fn create_table(&self) -> Result<bool, StoreError> {
         match within(self.client.create().into_future()).await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -251,6 +257,48 @@ impl Table for AzureTable {
     async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
         let client = self.entity(key);
         self.with_table(|| client.delete().if_match(if_match(etag)).into_future()).await.map(drop)
+    }
+
+    async fn batch(&self, partition: &str, writes: &[Write]) -> Result<Vec<Etag>, StoreError> {
+        let client = self.client.partition_key_client(partition.to_string());
+        let build = || {
+            let mut transaction = client.transaction();
+            for write in writes {
+                let key = Key { partition: partition.to_string(), row: write.row().to_string() };
+                transaction = match write {
+                    Write::Insert { props, .. } => transaction.insert(with_keys(&key, props))?,
+                    Write::Replace { props, etag, .. } => {
+                        transaction.update(key.row.clone(), with_keys(&key, props), Some(if_match(etag)))?
+                    }
+                };
+            }
+            azure_core::Result::Ok(transaction)
+        };
+        let send = || async {
+            let answered = within(async { build()?.into_future().await }).await?;
+            // The batch answers 202 as a whole; a write it refused answers in its own part (and nothing landed).
+            let mut etags = Vec::with_capacity(writes.len());
+            for part in &answered.operation_responses {
+                match part.status_code {
+                    status if status.is_success() => {
+                        etags.push(Etag(part.etag.as_ref().map(ToString::to_string).unwrap_or_default()))
+                    }
+                    StatusCode::Conflict => return Err(StoreError::Conflict),
+                    StatusCode::PreconditionFailed => return Err(StoreError::Changed),
+                    StatusCode::NotFound => return Err(StoreError::NotFound),
+                    status => return Err(StoreError::Unavailable(format!("{status} in a batch"))),
+                }
+            }
+            if etags.len() != writes.len() {
+                return Err(StoreError::Unavailable("a batch answered for fewer writes than it held".into()));
+            }
+            Ok(etags)
+        };
+        match send().await {
+            // A part's 404 is a missing entity or a missing table: only a table just created is tried again.
+            Err(StoreError::NotFound) if self.create_table().await? => send().await,
+            other => other,
+        }
     }
 }
 

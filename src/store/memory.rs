@@ -1,6 +1,6 @@
 //! An in-memory `Table` with the same ETag semantics, for unit tests and for recording writes.
 
-use super::{Etag, Key, Props, Range, StoreError, Table};
+use super::{Etag, Key, Props, Range, StoreError, Table, Write};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -11,6 +11,8 @@ pub struct MemoryTable {
     version: AtomicU64,
     /// Every successful write, in order: ("insert" | "replace" | "delete", key, props).
     pub writes: Mutex<Vec<(&'static str, Key, Props)>>,
+    /// The size of every entity group transaction that landed, in order (its writes are in `writes` too).
+    pub batches: Mutex<Vec<usize>>,
     /// Writes still to answer ambiguously (see `answer_next_writes_ambiguously`).
     ambiguous: AtomicUsize,
 }
@@ -131,5 +133,70 @@ impl Table for MemoryTable {
                 Ok(())
             }
         }
+    }
+
+    async fn batch(&self, partition: &str, writes: &[Write]) -> Result<Vec<Etag>, StoreError> {
+        let mut entities = self.entities.lock().unwrap();
+        let key = |row: &str| Key { partition: partition.to_string(), row: row.to_string() };
+        // All or none: every write is checked before any lands.
+        for write in writes {
+            match (write, entities.get(&key(write.row()))) {
+                (Write::Insert { .. }, Some(_)) => return Err(StoreError::Conflict),
+                (Write::Replace { .. }, None) => return Err(StoreError::NotFound),
+                (Write::Replace { etag, .. }, Some((_, current))) if current != etag => {
+                    return Err(StoreError::Changed)
+                }
+                _ => {}
+            }
+        }
+        let mut etags = Vec::with_capacity(writes.len());
+        for write in writes {
+            let (op, props) = match write {
+                Write::Insert { props, .. } => ("insert", props),
+                Write::Replace { props, .. } => ("replace", props),
+            };
+            let etag = self.next_etag();
+            self.record(op, &key(write.row()), props);
+            entities.insert(key(write.row()), (props.clone(), etag.clone()));
+            etags.push(etag);
+        }
+        self.batches.lock().unwrap().push(writes.len());
+        if self.landed_ambiguously() {
+            return Err(match writes.first() {
+                Some(Write::Replace { .. }) => StoreError::Changed,
+                _ => StoreError::Conflict,
+            });
+        }
+        Ok(etags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn props(n: i64) -> Props {
+        json!({ "N": n }).as_object().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_batch_lands_every_write_or_none() {
+        let table = MemoryTable::default();
+        let key = |row: &str| Key { partition: "p".into(), row: row.into() };
+        let a = table.insert(&key("a"), props(1)).await.unwrap();
+        let clash =
+            [Write::Insert { row: "b".into(), props: props(2) }, Write::Insert { row: "a".into(), props: props(3) }];
+        assert_eq!(table.batch("p", &clash).await.unwrap_err(), StoreError::Conflict);
+        assert!(table.get(&key("b")).await.unwrap().is_none(), "nothing of a refused batch lands");
+        let stale = [Write::Replace { row: "a".into(), props: props(4), etag: Etag("W/\"0\"".into()) }];
+        assert_eq!(table.batch("p", &stale).await.unwrap_err(), StoreError::Changed);
+        let held = [
+            Write::Insert { row: "b".into(), props: props(2) },
+            Write::Replace { row: "a".into(), props: props(4), etag: a },
+        ];
+        let etags = table.batch("p", &held).await.unwrap();
+        assert_eq!(table.get(&key("a")).await.unwrap().unwrap(), (props(4), etags[1].clone()));
+        assert_eq!(table.get(&key("b")).await.unwrap().unwrap().0, props(2));
     }
 }

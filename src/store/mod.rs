@@ -68,6 +68,40 @@ pub trait Table: Send + Sync {
     async fn replace(&self, key: &Key, props: Props, etag: &Etag) -> Result<Etag, StoreError>;
     /// Fails with `Changed` when the entity's ETag is no longer `etag`.
     async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError>;
+    /// An entity group transaction: every write lands or none does, in one round trip (one partition, at most
+    /// `MAX_BATCH` writes). Fails as its first write that cannot be applied would alone (`Conflict`, `Changed`,
+    /// `NotFound`). Returns each write's new ETag, in order.
+    async fn batch(&self, partition: &str, writes: &[Write]) -> Result<Vec<Etag>, StoreError>;
+}
+
+/// Most writes one entity group transaction holds (Table Storage's limit).
+pub const MAX_BATCH: usize = 100;
+
+/// One write of a `Table::batch`, by row key within the batch's partition.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Fails the batch with `Conflict` when the entity exists.
+    Insert { row: String, props: Props },
+    /// Fails the batch with `Changed` (or `NotFound`) when the entity is no longer at `etag`.
+    Replace { row: String, props: Props, etag: Etag },
+}
+
+impl Write {
+    pub fn row(&self) -> &str {
+        match self {
+            Write::Insert { row, .. } | Write::Replace { row, .. } => row,
+        }
+    }
+
+    /// An insert of `value` at `key.row`.
+    pub fn insert<T: Serialize>(key: &Key, value: &T) -> Write {
+        Write::Insert { row: key.row.clone(), props: to_props(value) }
+    }
+
+    /// A replace of the entity at `key.row`, if still at `etag`, with `value`.
+    pub fn replace<T: Serialize>(key: &Key, value: &T, etag: &Etag) -> Write {
+        Write::Replace { row: key.row.clone(), props: to_props(value), etag: etag.clone() }
+    }
 }
 
 /// A query over a range of partitions (the run history's hours): partition keys `partitions.0 ..= partitions.1`,
@@ -165,6 +199,28 @@ impl Store {
         Ok(found)
     }
 
+    /// The record at `key` and which of `others` (row keys of its partition) exist, in one query for up to
+    /// `ROWS_PER_QUERY` rows in all (more take one query per further chunk).
+    pub async fn get_with_rows<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+        others: &[String],
+    ) -> Result<(Option<Versioned<T>>, Vec<String>), StoreError> {
+        let mut rows: Vec<&str> = vec![&key.row];
+        rows.extend(others.iter().map(String::as_str));
+        let (mut record, mut found) = (None, Vec::new());
+        for chunk in rows.chunks(ROWS_PER_QUERY) {
+            for (row, props, etag) in self.table.get_rows(&key.partition, chunk).await? {
+                if row == key.row {
+                    record = Some(Versioned { value: from_props(props)?, etag });
+                } else {
+                    found.push(row);
+                }
+            }
+        }
+        Ok((record, found))
+    }
+
     /// Every record of one partition, with its row key.
     pub async fn rows<T: DeserializeOwned>(&self, partition: &str) -> Result<Vec<(String, Versioned<T>)>, StoreError> {
         let mut found = Vec::new();
@@ -192,6 +248,12 @@ impl Store {
 
     pub async fn replace<T: Serialize>(&self, key: &Key, value: &T, etag: &Etag) -> Result<Etag, StoreError> {
         self.table.replace(key, to_props(value), etag).await
+    }
+
+    /// Writes of one partition in one round trip, all or none (`Table::batch`).
+    pub async fn batch(&self, partition: &str, writes: &[Write]) -> Result<Vec<Etag>, StoreError> {
+        debug_assert!(!writes.is_empty() && writes.len() <= MAX_BATCH);
+        self.table.batch(partition, writes).await
     }
 
     pub async fn delete(&self, key: &Key, etag: &Etag) -> Result<(), StoreError> {
@@ -224,6 +286,9 @@ impl Store {
 }
 
 const MAX_UPDATE_ATTEMPTS: usize = 20;
+
+/// Row keys one `get_rows` query names (its filter stays far inside the service's URL limit).
+const ROWS_PER_QUERY: usize = 40;
 
 #[cfg(test)]
 mod tests {

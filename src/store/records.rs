@@ -1,7 +1,8 @@
 //! The records the bridge keeps, and where each lives.
 //!
-//! Per incident (partition `inc-<digest(ref)>`): the incident claim/link (`incident`) and one record per event id
-//! (`evt-<digest(event id)>`), and one per signed delivery that became a note (`dlv-<delivery id>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
+//! Per incident (partition `inc-<digest(ref)>`): the incident claim/link (`incident`), one record per event id
+//! (`evt-<digest(event id)>`), one per signed delivery that became a note (`dlv-<delivery id>`), and one per note
+//! the bridge wrote on its ticket (`own-<action id>`). Per Halo ticket (partition `tkt-<id>`): the sync state (`ticket`) and one marker per
 //! forwarded or own action (`act-<id>`). The work ledger (partition `work`): one record per piece of durable work
 //! that is queued, dead-lettered or of uncertain outcome, keyed by its work id.
 
@@ -35,6 +36,16 @@ pub fn ticket_key(ticket_id: TicketId) -> Key {
 
 pub fn action_key(ticket_id: TicketId, action_id: i64) -> Key {
     Key { partition: format!("tkt-{ticket_id}"), row: format!("act-{action_id:012}") }
+}
+
+/// The row prefix of the bridge's own notes in an incident's partition.
+pub const OWN_NOTE_ROW: &str = "own-";
+
+/// A Halo action the bridge wrote itself (a later event's private note), in the partition of `incident` (its
+/// incident's key): marked in the same write that settles the event, and read with the incident's record when
+/// the halo-webhook verifies the link, so it is never forwarded back.
+pub fn own_note_key(incident: &Key, action_id: i64) -> Key {
+    Key { partition: incident.partition.clone(), row: format!("{OWN_NOTE_ROW}{action_id:012}") }
 }
 
 /// A claim on some work, so that only one delivery does it at a time.
@@ -203,13 +214,16 @@ impl TicketRecord {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum MarkerState {
-    /// Claimed by a webhook that has not posted it yet (a stale or released reservation is taken over and posted).
+    /// Surely not posted (released after a post that did not land, or by a replay): the next webhook takes it
+    /// over and posts it.
     Reserved,
-    /// Being posted to ContraForce (or the post's outcome is unknown: not posted again).
+    /// Claimed and being posted to ContraForce (inserted just before the post), or the post's outcome is unknown
+    /// (a stale claim): not posted again.
     Sending,
     /// Posted to ContraForce.
     Sent,
-    /// Written by the bridge itself (a private note): never forwarded.
+    /// Written by the bridge itself (a private note): never forwarded. Older versions of the bridge kept this
+    /// marker in the ticket's partition; it is now an `own_note_key` row in the incident's.
     Own,
     /// ContraForce refused it for good: a dead letter holds it, and it does not block the actions after it.
     DeadLettered,

@@ -163,3 +163,79 @@ async fn a_ticket_record_the_incident_does_not_name_posts_and_closes_nothing() {
     note(&rig, real, "on the real ticket");
     assert_eq!(sync(&rig, real).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false, set_aside: 0 });
 }
+
+#[tokio::test]
+async fn the_bridges_own_note_is_marked_with_its_event_and_never_forwarded_even_when_public() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-own-note").await;
+    let inc = crate::support::incident("h-own-note", 1);
+    let later = rig.app.cf_webhook(BUDGET).unwrap().deliver(&crate::support::event("e2"), "d-e2", &inc).await;
+    assert!(matches!(later, Ok(cf_halo_bridge::directions::cf_webhook::Outcome::Updated(t)) if t == ticket));
+    let note_id = rig.halo.actions(ticket).last().unwrap().id;
+    // The event's Done and the own-note mark went in one write to the incident's partition, nothing to the ticket's.
+    let incident = cf_halo_bridge::store::incident_key(&reference("h-own-note"));
+    let own = cf_halo_bridge::store::own_note_key(&incident, note_id);
+    assert!(rig.store.get::<ActionMarker>(&own).await.unwrap().is_some(), "the note is marked as the bridge's");
+    assert!(rig.store.get::<ActionMarker>(&action_key(ticket, note_id)).await.unwrap().is_none());
+    let batches = rig.table.writes.lock().unwrap().iter().filter(|(_, key, _)| key == &own).count();
+    assert_eq!(batches, 1);
+
+    // An action the bridge wrote, public and authored by a person as far as Halo says: its mark alone keeps it
+    // from being forwarded; the human note after it goes.
+    let public_own = note(&rig, ticket, "looks like ours, and is");
+    rig.store
+        .insert(
+            &cf_halo_bridge::store::own_note_key(&incident, public_own),
+            &ActionMarker { state: MarkerState::Own, claim: cf_halo_bridge::store::Claim::default() },
+        )
+        .await
+        .unwrap();
+    note(&rig, ticket, "a real analyst note");
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 1, closed: false, set_aside: 0 });
+    let sent = comments(&rig, "h-own-note");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("a real analyst note"));
+}
+
+#[tokio::test]
+async fn each_comment_costs_two_round_trips_its_sending_mark_and_a_batch_that_reserves_the_next() {
+    let rig = Rig::new();
+    let ticket = ticketed(&rig, "h-writes").await;
+    let ids: Vec<i64> = (0..3).map(|n| note(&rig, ticket, &format!("comment {n}"))).collect();
+    let before = rig.table.writes.lock().unwrap().len();
+    let batches_before = rig.table.batches.lock().unwrap().len();
+    assert_eq!(sync(&rig, ticket).await, HaloWebhookOutcome::Processed { forwarded: 3, closed: false, set_aside: 0 });
+    let state = |props: &serde_json::Map<String, serde_json::Value>| {
+        props.get("State").and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let writes: Vec<(String, Option<String>)> = rig.table.writes.lock().unwrap()[before..]
+        .iter()
+        .map(|(op, key, props)| (format!("{op} {}", key.row), state(props)))
+        .collect();
+    let marker = |n: usize| action_key(ticket, ids[n]).row;
+    let w = |op: &str, row: String, state: Option<&str>| (format!("{op} {row}"), state.map(str::to_string));
+    assert_eq!(
+        writes,
+        [
+            w("insert", marker(0), Some("Reserved")),
+            w("replace", marker(0), Some("Sending")),
+            w("replace", marker(0), Some("Sent")),
+            w("replace", "ticket".into(), None),
+            w("insert", marker(1), Some("Reserved")),
+            w("replace", marker(1), Some("Sending")),
+            w("replace", marker(1), Some("Sent")),
+            w("replace", "ticket".into(), None),
+            w("insert", marker(2), Some("Reserved")),
+            w("replace", marker(2), Some("Sending")),
+            w("replace", marker(2), Some("Sent")),
+            w("replace", "ticket".into(), None),
+        ],
+    );
+    // Round trips: the first reservation, each comment's Sending, and each Sent with the progress (and the next
+    // comment's reservation) in one batch: 1 + 2 per comment.
+    assert_eq!(rig.table.batches.lock().unwrap()[batches_before..], [3, 3, 2]);
+    let key = cf_halo_bridge::store::ticket_key(ticket);
+    let stored = rig.store.get::<cf_halo_bridge::store::TicketRecord>(&key).await.unwrap().unwrap();
+    assert_eq!(stored.value.last_action_id, ids[2]);
+    assert_eq!(comments(&rig, "h-writes").len(), 3);
+}

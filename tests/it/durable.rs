@@ -160,12 +160,6 @@ async fn a_handler_killed_while_it_holds_a_queue_item_is_redelivered_and_nothing
     assert_eq!(b.halo.tickets().len(), 1, "one ticket");
 }
 
-/// Replaces one setting.
-fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
-    env.retain(|(k, _)| k != name);
-    env.push((name.into(), value.into()));
-}
-
 fn status_path(b: &Bridge, incident_id: &str) -> String {
     format!("/api/v2/workspaces/{}/incidents/{incident_id}/status", b.cf.config().workspace_id)
 }

@@ -285,7 +285,11 @@ async fn a_webhook_with_nothing_new_reads_one_record_and_writes_nothing() {
     let before = b.storage_counts();
     assert_eq!(b.send_halo(&Bridge::halo_payload(t)).await.body["actionsForwarded"], 1);
     let after = b.storage_counts();
-    assert_eq!((after.0 - before.0, after.1 - before.1), (3, 4), "record, link, progress re-read; marker ×3, progress");
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (2, 3),
+        "record, link (with any own notes); the marker Reserved, Sending, then Sent with the progress in one batch"
+    );
     for _ in 0..3 {
         let before = b.storage_counts();
         let halo_before = b.halo.requests().len();

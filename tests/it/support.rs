@@ -98,10 +98,18 @@ pub fn base_env(halo: &FakeHalo, cf: &FakeCf, azurite: &Azurite) -> Vec<(String,
         ("UPSTREAM_TIMEOUT_SECONDS", "2".to_string()),
         ("LOG_LEVEL", "info".to_string()),
         ("RECONCILE_SCHEDULE", "0 */5 * * * *".to_string()),
+        // The tests send more than a hosted tenant's budget; the pacing test sets its own limit.
+        ("HALO_RATE_LIMIT", "10000".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Replaces one setting.
+pub fn set(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.into(), value.into()));
 }
 
 impl Bridge {

@@ -79,6 +79,7 @@ pub async fn run(args: Args) -> CmdResult {
         default_actions_count: 20,
         max_actions_count: None,
         port: port_opt(args.halo_port),
+        budget: None,
     })
     .map_err(|e| failed(format!("sandbox: cannot start the fake Halo on port {}: {e}", args.halo_port)))?;
     let cf = FakeCf::try_start(CfConfig {

@@ -14,8 +14,8 @@ use crate::config::CfWebhookConfig;
 use crate::domain::{EventId, ExternalRef, TicketId};
 use crate::store::claim::{Acquired, Claiming, Patience, Release};
 use crate::store::{
-    action_key, delivery_key, event_key, incident_key, ticket_key, ActionMarker, Claim, DeliveryRecord, EventRecord,
-    EventState, IncidentRecord, IncidentState, Key, MarkerState, StoreError, TicketRecord, Versioned,
+    delivery_key, event_key, incident_key, own_note_key, ticket_key, ActionMarker, Claim, DeliveryRecord, EventRecord,
+    EventState, IncidentRecord, IncidentState, Key, MarkerState, StoreError, TicketRecord, Versioned, Write,
 };
 use crate::upstream::UpstreamError;
 use crate::work::WorkFailure;
@@ -101,7 +101,7 @@ impl<'a> CfWebhook<'a> {
 
     /// One Table read (the incident, this event's record and this signed delivery's, in one query) decides the
     /// path: a duplicate costs nothing more; a new incident costs three writes and one Halo call; a later event
-    /// four writes and one note. `delivery` (`cf::signature::delivery_id`) is the signed time and body: the same
+    /// two writes (entity group transactions) and one note. `delivery` (`cf::signature::delivery_id`) is the signed time and body: the same
     /// delivery under another event id (the id is not signed) is a replay, answered as a duplicate.
     pub async fn deliver(
         &self,
@@ -124,9 +124,10 @@ impl<'a> CfWebhook<'a> {
         if let Some(done) = event_record.as_ref().filter(|e| e.value.state == EventState::Done) {
             return Ok(Outcome::Duplicate(done.value.ticket_id.unwrap_or_default()));
         }
-        if let Some(replayed) = delivery_record.filter(|d| d.value.event_id != event_id.as_str()) {
+        if let Some(replayed) = delivery_record.as_ref().filter(|d| d.value.event_id != event_id.as_str()) {
             return Ok(Outcome::Duplicate(replayed.value.ticket_id));
         }
+        let delivery_unseen = delivery_record.is_none();
         match self.link(event_id, delivery, incident, incident_record).await? {
             Link::CreatedNow(ticket_id) => Ok(Outcome::Created(ticket_id)),
             // The event that created the ticket (its ticket record was written before the incident was marked
@@ -139,7 +140,8 @@ impl<'a> CfWebhook<'a> {
             }
             Link::Existing { ticket_id, .. } => {
                 let keys = (&event_key, &delivery_key);
-                self.note_once(keys, event_id, ticket_id, event_record).await
+                let read = (event_record, delivery_unseen);
+                self.note_once(keys, event_id, ticket_id, read).await
             }
         }
     }
@@ -284,13 +286,14 @@ impl<'a> CfWebhook<'a> {
     }
 
     /// A later event of an incident that has its ticket: one private note, exactly once per event id and per
-    /// signed delivery. `keys`: the event's record and the delivery's.
+    /// signed delivery. `keys`: the event's record and the delivery's; `read`: the event's record as read, and
+    /// whether the delivery's was absent.
     async fn note_once(
         &self,
         (key, delivery_key): (&Key, &Key),
         event_id: &EventId,
         ticket_id: TicketId,
-        read: Option<Versioned<EventRecord>>,
+        (read, delivery_unseen): (Option<Versioned<EventRecord>>, bool),
     ) -> Result<Outcome, CfWebhookError> {
         let pending = || EventRecord {
             event_id: event_id.to_string(),
@@ -298,30 +301,32 @@ impl<'a> CfWebhook<'a> {
             ticket_id: Some(ticket_id),
             claim: Claim::released(),
         };
-        let how = Claiming {
-            fresh: Some(&pending),
-            take_over: &|_: &EventRecord| pending(),
-            patience: Patience::Wait(WAIT_FOR_OTHER_DELIVERY),
-        };
-        let (claim, took_over) = match self.ctx.claims.acquire(key, Some(read), how).await? {
-            Acquired::Done(_) => return Ok(Outcome::Duplicate(ticket_id)),
-            Acquired::Busy | Acquired::Uncertain(_) => return Err(CfWebhookError::InFlight),
-            Acquired::Ours { record, took_over } => (record, took_over.is_some()),
-        };
-        // The delivery is ours under this event id, or another id holds it: a replay, and this event is nothing.
         let ours = DeliveryRecord { event_id: event_id.to_string(), ticket_id };
-        let held_by = match self.ctx.store.insert(delivery_key, &ours).await {
-            Ok(_) => None,
-            Err(StoreError::Conflict) => self.ctx.store.get::<DeliveryRecord>(delivery_key).await?.map(|d| d.value),
-            Err(e) => {
-                self.ctx.claims.release(key, &claim, Release::Now, |_| {}).await;
-                return Err(e.into());
+        // The usual later event, new under both keys: its claim and its delivery's record in one write.
+        let together = match (&read, delivery_unseen) {
+            (None, true) => {
+                let claimed = EventRecord { claim: self.ctx.claims.new_claim(), ..pending() };
+                let writes = [Write::insert(key, &claimed), Write::insert(delivery_key, &ours)];
+                match self.ctx.store.batch(&key.partition, &writes).await {
+                    Ok(etags) => Some(Versioned { value: claimed, etag: etags[0].clone() }),
+                    // Another delivery wrote one of them first, or this batch's own first attempt landed unseen:
+                    // claimed one record at a time, from a fresh read.
+                    Err(StoreError::Conflict) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => None,
+        };
+        let (claim, took_over) = match together {
+            Some(claim) => (claim, false),
+            None => {
+                let read = if delivery_unseen && read.is_none() { None } else { Some(read) };
+                match self.claim_event_and_delivery((key, delivery_key), &pending, &ours, read).await? {
+                    Some(claimed) => claimed,
+                    None => return Ok(Outcome::Duplicate(ticket_id)),
+                }
             }
         };
-        if held_by.is_some_and(|d| d.event_id != ours.event_id) {
-            self.ctx.claims.release(key, &claim, Release::Forget, |_| {}).await;
-            return Ok(Outcome::Duplicate(ticket_id));
-        }
         if took_over {
             // An earlier attempt may have written the note: look before writing it again.
             match self.ctx.halo.actions(ticket_id, self.ctx.deadline).await {
@@ -356,6 +361,41 @@ impl<'a> CfWebhook<'a> {
         }
     }
 
+    /// The event's claim, then its delivery's record, one write each (when the batch of both met a record).
+    /// `None`: a duplicate (the event is done, or its signed delivery was noted under another event id).
+    async fn claim_event_and_delivery(
+        &self,
+        (key, delivery_key): (&Key, &Key),
+        pending: &(dyn Fn() -> EventRecord + Sync),
+        ours: &DeliveryRecord,
+        read: Option<Option<Versioned<EventRecord>>>,
+    ) -> Result<Option<(Versioned<EventRecord>, bool)>, CfWebhookError> {
+        let how = Claiming {
+            fresh: Some(pending),
+            take_over: &|_: &EventRecord| pending(),
+            patience: Patience::Wait(WAIT_FOR_OTHER_DELIVERY),
+        };
+        let (claim, took_over) = match self.ctx.claims.acquire(key, read, how).await? {
+            Acquired::Done(_) => return Ok(None),
+            Acquired::Busy | Acquired::Uncertain(_) => return Err(CfWebhookError::InFlight),
+            Acquired::Ours { record, took_over } => (record, took_over.is_some()),
+        };
+        // The delivery is ours under this event id, or another id holds it: a replay, and this event is nothing.
+        let held_by = match self.ctx.store.insert(delivery_key, ours).await {
+            Ok(_) => None,
+            Err(StoreError::Conflict) => self.ctx.store.get::<DeliveryRecord>(delivery_key).await?.map(|d| d.value),
+            Err(e) => {
+                self.ctx.claims.release(key, &claim, Release::Now, |_| {}).await;
+                return Err(e.into());
+            }
+        };
+        if held_by.is_some_and(|d| d.event_id != ours.event_id) {
+            self.ctx.claims.release(key, &claim, Release::Forget, |_| {}).await;
+            return Ok(None);
+        }
+        Ok(Some((claim, took_over)))
+    }
+
     /// The note exists: mark it as the bridge's own (never forwarded back) and the event Done, whatever happened to
     /// our claim meanwhile (the note is written; a redelivery must be a duplicate).
     async fn finish_note(
@@ -366,13 +406,22 @@ impl<'a> CfWebhook<'a> {
         action_id: i64,
     ) -> Result<(), StoreError> {
         let own = ActionMarker { state: MarkerState::Own, claim: Claim::released() };
-        match self.ctx.store.insert(&action_key(ticket_id, action_id), &own).await {
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => tracing::warn!(error = %e, "could not mark the bridge's own note"),
-        }
+        let own_key = own_note_key(key, action_id);
         let mut done = claim.value.clone();
         done.state = EventState::Done;
         done.claim = Claim::released();
+        // Both in the incident's partition: one write when the event's record is still as we hold it.
+        let together = [Write::replace(key, &done, &claim.etag), Write::insert(&own_key, &own)];
+        match self.ctx.store.batch(&key.partition, &together).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+            // Our claim was taken over, or the mark is there already: one at a time.
+            Err(_) => {}
+        }
+        match self.ctx.store.insert(&own_key, &own).await {
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(e) => tracing::warn!(error = %e, ticket_id, "could not mark the bridge's own note"),
+        }
         match self.ctx.claims.settle_if(key, claim, &done, |r| r.state != EventState::Done).await {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound) => match self.ctx.store.insert(key, &done).await {
