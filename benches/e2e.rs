@@ -160,22 +160,7 @@ struct Ctx {
 
 impl Ctx {
     fn env_with_storage(&self, storage: String) -> Vec<(String, String)> {
-        let h = self.halo.config();
-        let c = self.cf.config();
-        let mut env = Endpoints {
-            halo_auth_url: self.halo.auth_url(),
-            halo_api_url: self.halo.api_url(),
-            halo_client_id: h.client_id.clone(),
-            halo_client_secret: h.client_secret.clone(),
-            halo_app_name: h.app_name.clone(),
-            halo_agent_id: h.agent_id,
-            cf_base_url: self.cf.base_url(),
-            cf_client_id: c.client_id.clone(),
-            cf_client_secret: c.client_secret.clone(),
-            cf_workspace_id: c.workspace_id.clone(),
-            storage,
-        }
-        .env();
+        let mut env = Endpoints::of_fakes(&self.halo, &self.cf, storage).env();
         // A table of its own for every handler started: Azurite answers a query by scanning the whole table (Azure
         // reads one partition), so a table grown by earlier sections would slow the later ones.
         env.push(("STATE_TABLE_NAME".into(), unique("bench").replace('-', "x")));

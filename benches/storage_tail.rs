@@ -8,7 +8,9 @@
 //!
 //! ```text
 //! cargo bench --bench storage_tail        # STORAGE_TAIL_N (1000) units per level; STORAGE_TAIL_THREADS=2 for a
-//!                                         # multi-thread runtime; STORAGE_TAIL_CLIENT=sdk,raw,memory (all three)
+//!                                         # multi-thread runtime; STORAGE_TAIL_CLIENT=sdk,raw,memory (all three);
+//!                                         # STORAGE_TAIL_PARTITIONS=fresh: a partition per call, as new incidents;
+//!                                         # STORAGE_TAIL_READ=query: the read as the cf-webhook's query
 //! ```
 //!
 //! Under `cargo test` (no `--bench` argument) this does nothing.
@@ -64,6 +66,11 @@ impl Client {
 
     async fn read(&self, run: &RunRecord) -> bool {
         match self {
+            // STORAGE_TAIL_READ=query: the read is a one-partition query for three rows, as the cf-webhook's is.
+            Client::Sdk(store) | Client::Memory(store) if query_reads() => {
+                let key = run.key();
+                store.table().get_rows(&key.partition, &[&key.row, "evt-x", "dlv-x"]).await.is_ok()
+            }
             Client::Sdk(store) | Client::Memory(store) => store.get::<RunRecord>(&run.key()).await.is_ok(),
             Client::Raw(raw) => raw.get(run).await,
         }
@@ -87,13 +94,16 @@ impl Raw {
             .header("accept", "application/json;odata=nometadata")
             .header("dataserviceversion", "3.0;NetFx")
             .header("maxdataserviceversion", "3.0;NetFx")
-            .header("authorization", shared_key_lite(&date, &format!("/{ACCOUNT_NAME}/{resource}")))
+            // Path-style emulator URLs: the canonicalized resource is "/" + account + the URL's path (which starts
+            // with the account).
+            .header("authorization", shared_key_lite(&date, &format!("/{ACCOUNT_NAME}/{ACCOUNT_NAME}/{resource}")))
     }
 
     async fn create_table(&self) {
         let body = serde_json::json!({ "TableName": self.table });
-        let answer = self.signed(reqwest::Method::POST, "Tables").json(&body).send().await;
-        assert!(answer.is_ok_and(|a| a.status().is_success() || a.status() == 409), "the raw client's table");
+        let answer = self.signed(reqwest::Method::POST, "Tables").json(&body).send().await.expect("Azurite answers");
+        let status = answer.status();
+        assert!(status.is_success() || status == 409, "the raw client's table: {status}");
     }
 
     async fn insert(&self, run: &RunRecord) -> bool {
@@ -149,13 +159,24 @@ async fn run(n: usize) {
     }
 }
 
+fn query_reads() -> bool {
+    std::env::var("STORAGE_TAIL_READ").is_ok_and(|v| v == "query")
+}
+
+fn fresh_partitions() -> bool {
+    std::env::var("STORAGE_TAIL_PARTITIONS").is_ok_and(|v| v == "fresh")
+}
+
 /// `n` units of `calls` calls, `writers` at a time; one row of the table.
 async fn level(client: &Client, n: usize, calls: usize, writers: usize, base: usize) {
     let started = Instant::now();
     let mut times: Vec<f64> = futures::stream::iter(0..n)
         .map(|i| async move {
+            // STORAGE_TAIL_PARTITIONS=fresh: each unit in partitions of its own (an hour apart), as each new
+            // incident's records are; otherwise every unit shares one hour's partition.
+            let spacing = if fresh_partitions() { 3_600_000 } else { 1 };
             let run = |k: usize| RunRecord {
-                received_ms: 1_796_378_400_000 + ((base + i) * 4 + k) as i64,
+                received_ms: 1_796_378_400_000 + ((base + i) * 4 + k) as i64 * spacing,
                 function: "cf-webhook".into(),
                 outcome: "created".into(),
                 correlation_id: format!("{:016x}", (base + i) * 4 + k),

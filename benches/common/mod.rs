@@ -153,6 +153,24 @@ impl Endpoints {
         }
     }
 
+    /// The endpoints of the loopback fakes, with `storage` as the connection string.
+    pub fn of_fakes(halo: &sandbox::halo::FakeHalo, cf: &sandbox::cf::FakeCf, storage: String) -> Endpoints {
+        let (h, c) = (halo.config(), cf.config());
+        Endpoints {
+            halo_auth_url: halo.auth_url(),
+            halo_api_url: halo.api_url(),
+            halo_client_id: h.client_id.clone(),
+            halo_client_secret: h.client_secret.clone(),
+            halo_app_name: h.app_name.clone(),
+            halo_agent_id: h.agent_id,
+            cf_base_url: cf.base_url(),
+            cf_client_id: c.client_id.clone(),
+            cf_client_secret: c.client_secret.clone(),
+            cf_workspace_id: c.workspace_id.clone(),
+            storage,
+        }
+    }
+
     /// The full configuration: both directions on, maps set, info logging.
     pub fn env(&self) -> Vec<(String, String)> {
         [

@@ -180,6 +180,8 @@ struct State {
     rules: Vec<Rule>,
     rates: Vec<RateRule>,
     latency: Option<(Latency, StdRng)>,
+    /// The latency waits drawn so far, in all.
+    waited: Duration,
     injected: BTreeMap<String, u64>,
 }
 
@@ -227,7 +229,14 @@ impl Faults {
     /// The wait of the next request under `set_latency`.
     pub fn latency(&self) -> Option<Duration> {
         let mut s = self.lock();
-        s.latency.as_mut().map(|(l, rng)| l.sample(rng))
+        let wait = s.latency.as_mut().map(|(l, rng)| l.sample(rng));
+        s.waited += wait.unwrap_or_default();
+        wait
+    }
+
+    /// The latency waits drawn so far, in all (what `set_latency` added to the requests' time).
+    pub fn waited(&self) -> Duration {
+        self.lock().waited
     }
 
     /// Removes every rule (the injected counters are kept).

@@ -29,6 +29,9 @@ pub struct CountingProxy {
     /// Its loopback port.
     pub port: u16,
     counts: Arc<Mutex<Counts>>,
+    /// Time spent on the requests counted as reads and writes (the run history's aside), from each request's
+    /// arrival to its answer: the round trips as the client waited on them.
+    busy: Arc<Mutex<std::time::Duration>>,
     _server: ServerHandle,
 }
 
@@ -38,12 +41,15 @@ impl CountingProxy {
         CountingProxy::start_with_latency(target, None).await
     }
 
-    /// The same, each request first waiting `latency` (Table Storage's round trip inside a region, modelled).
+    /// The same, each request answered no sooner than `latency` after it arrived (Table Storage's round trip inside
+    /// a region, modelled: Azurite's own time counts within it).
     pub async fn start_with_latency(target: String, latency: Option<Latency>) -> CountingProxy {
         let waits = Arc::new(Mutex::new(StdRng::seed_from_u64(7)));
         let client = reqwest::Client::builder().no_proxy().build().expect("a reqwest client");
         let counts = Arc::new(Mutex::new(Counts::new()));
         let counted = counts.clone();
+        let busy = Arc::new(Mutex::new(std::time::Duration::ZERO));
+        let timed = busy.clone();
         let filter = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -57,17 +63,28 @@ impl CountingProxy {
                 } else {
                     method.to_string()
                 };
+                let history = kind == RUN_HISTORY;
                 *counted.lock().unwrap().entry(kind).or_default() += 1;
                 let forwarded = forward(client.clone(), target.clone(), method, path, query, headers, body);
+                let timed = timed.clone();
                 async move {
-                    if let Some(wait) = wait {
-                        tokio::time::sleep(wait).await;
+                    let arrived = std::time::Instant::now();
+                    // The round trip lasts `wait`, Azurite's own time inside it (as a service's time is inside
+                    // Azure's round trip), or Azurite's time when that is longer.
+                    let (answer, ()) = tokio::join!(forwarded, tokio::time::sleep(wait.unwrap_or_default()));
+                    if !history {
+                        *timed.lock().unwrap() += arrived.elapsed();
                     }
-                    forwarded.await
+                    answer
                 }
             });
         let server = crate::server::bind(filter, None).await.expect("bind the proxy");
-        CountingProxy { port: server.port(), counts, _server: server }
+        CountingProxy { port: server.port(), counts, busy, _server: server }
+    }
+
+    /// Time spent on the counted requests so far (`busy`).
+    pub fn busy(&self) -> std::time::Duration {
+        *self.busy.lock().unwrap()
     }
 
     /// The requests forwarded so far.
