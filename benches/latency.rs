@@ -9,7 +9,8 @@
 //! measured time (the instance's active time, at `instanceMemoryMB` 512) at the price in docs/benchmarks.md.
 //!
 //! ```text
-//! cargo bench --bench latency    # LAT_N1 (60) events per path at 1 sender, LAT_N16 (160) at 16
+//! cargo bench --bench latency    # LAT_N1 (60) events per path at 1 sender, LAT_N16 (160) at LAT_SENDERS (16);
+//!                                # LAT_PATHS=new,duplicate,... some paths only
 //! ```
 //!
 //! Under `cargo test` (no `--bench` argument) this does nothing.
@@ -108,6 +109,7 @@ struct Rig {
     halo: FakeHalo,
     cf: FakeCf,
     proxy: CountingProxy,
+    /// The handler measured now (a fresh one, with a table of its own, per path and level).
     target: Target,
     ms: (f64, f64, f64),
 }
@@ -133,6 +135,7 @@ impl Rig {
 
 async fn run() {
     let (n1, n16) = (knob("LAT_N1", 60) as usize, knob("LAT_N16", 160) as usize);
+    let many = knob("LAT_SENDERS", 16) as usize;
     let ms = (knob("LAT_TABLE_MS", 8), knob("LAT_HALO_MS", 150), knob("LAT_CF_MS", 120));
     let azurite = Azurite::start().await.expect("Azurite (run `npm ci` first)");
     let proxy =
@@ -143,31 +146,42 @@ async fn run() {
     cf.faults().set_latency(Some(latency(ms.2)), 2);
     let mut env = Endpoints::of_fakes(&halo, &cf, proxy.connection_string(&azurite.queue_endpoint())).env();
     env.retain(|(k, _)| k != "STATE_TABLE_NAME" && k != "LOG_LEVEL");
-    for (name, value) in [
-        ("STATE_TABLE_NAME", format!("latency{}", std::process::id())),
-        ("RECONCILE_SCHEDULE", "0 0 0 1 1 *".to_string()),
-        ("HALO_RATE_LIMIT", "10000".to_string()),
-        ("LOG_LEVEL", "warn".to_string()),
-    ] {
-        env.push((name.to_string(), value));
+    for (name, value) in [("RECONCILE_SCHEDULE", "0 0 0 1 1 *"), ("HALO_RATE_LIMIT", "10000"), ("LOG_LEVEL", "warn")] {
+        env.push((name.to_string(), value.to_string()));
     }
-    let mut handler = Proc::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_handler")), &env);
-    handler.wait_ready(Duration::from_secs(30));
-    let target = Target::new(&handler.url("/api"), None);
-    let rig = Rig { halo, cf, proxy, target, ms: (ms.0 as f64, ms.1 as f64, ms.2 as f64) };
-    // Warm up: the table exists, the tokens are cached, the pools hold connections.
-    for k in 0..4 {
-        rig.linked_ticket("warm", k).await;
-    }
+    let mut rig = Rig { halo, cf, proxy, target: Target::new("http://127.0.0.1:9/api", None), ms: (0.0, 0.0, 0.0) };
+    rig.ms = (ms.0 as f64, ms.1 as f64, ms.2 as f64);
 
     println!("Modelled latency per call: Table {} ms, Halo {} ms, ContraForce {} ms (each ± 25%).\n", ms.0, ms.1, ms.2);
-    println!("| Path | Senders | Events | Calls per event (Table / Halo / CF) | Round trips ms, modelled | waited | Median ms | p90 ms | Ratio to modelled | to waited | Flex $ per million |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let paths = [Path::New, Path::Duplicate, Path::Later, Path::Unlinked, Path::Quiet, Path::Comment];
-    for (level, (senders, n)) in [(1usize, n1), (16, n16)].into_iter().enumerate() {
-        for path in paths {
+    println!("| Path | Senders | Events | Calls per event (Table / Halo / CF) | Round trips ms, modelled | waited | Median ms | p90 ms | p99 ms | Ratio to modelled | to waited | slowest Table call ms | Table calls / events over 500 ms | Flex $ per million |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("LAT_PATHS").ok();
+    let paths: Vec<Path> = [Path::New, Path::Duplicate, Path::Later, Path::Unlinked, Path::Quiet, Path::Comment]
+        .into_iter()
+        .filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|w| w.trim() == slug(*p))))
+        .collect();
+    for (level, (senders, n)) in [(1usize, n1), (many, n16)].into_iter().enumerate() {
+        for &path in &paths {
+            // A fresh handler with a table of its own: Azurite answers a query by scanning the whole table (Azure
+            // reads the one partition), so a table grown by the paths before would slow the ones after.
+            let mut env = env.clone();
+            env.push(("STATE_TABLE_NAME".into(), format!("lat{}x{level}x{}", std::process::id(), slug(path))));
+            let mut handler = Proc::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_handler")), &env);
+            handler.wait_ready(Duration::from_secs(30));
+            rig.target = Target::new(&handler.url("/api"), None);
+            // Warm up: the table exists, the tokens are cached, the pools hold connections.
+            for k in 0..2 {
+                rig.linked_ticket(&format!("warm-{level}-{}", slug(path)), k).await;
+            }
+            let calls_before = rig.proxy.times().len();
             let driven = measure(&rig, path, &format!("{}-{level}", slug(path)), senders, n).await;
+            drop(handler);
             let Some((driven, calls)) = driven else { continue };
+            // The slowest Table call made while the path ran (its preparation included).
+            let table_times = rig.proxy.times()[calls_before..].to_vec();
+            let slowest = table_times.iter().max().copied().unwrap_or_default();
+            let over = |ms: u64| table_times.iter().filter(|t| **t > Duration::from_millis(ms)).count();
+            let slow_events = driven.latencies_ms.iter().filter(|l| **l > 500.0).count();
             let per = |c: u64| c as f64 / n as f64;
             let limit = per(calls.table) * rig.ms.0 + per(calls.halo) * rig.ms.1 + per(calls.cf) * rig.ms.2;
             let waited = calls.waited.as_secs_f64() * 1000.0 / n as f64;
@@ -177,19 +191,21 @@ async fn run() {
             let active_s = if senders == 1 { med / 1000.0 } else { driven.wall.as_secs_f64() / n as f64 };
             let dollars = 1e6 * active_s * INSTANCE_GB * PRICE_PER_GB_S + PRICE_PER_MILLION_EXECUTIONS;
             println!(
-                "| {} | {senders} | {n} | {:.2} / {:.2} / {:.2} | {limit:.1} | {waited:.1} | {med:.1} | {:.1} | {:.3} | {:.3} | \
-                 {dollars:.2} |",
+                "| {} | {senders} | {n} | {:.2} / {:.2} / {:.2} | {limit:.1} | {waited:.1} | {med:.1} | {:.1} | {:.1} | \
+                 {:.3} | {:.3} | {:.1} | {} / {slow_events} | {dollars:.2} |",
                 path.name(),
                 per(calls.table),
                 per(calls.halo),
                 per(calls.cf),
                 driven.p(0.9),
+                driven.p(0.99),
                 med / limit,
                 med / waited,
+                slowest.as_secs_f64() * 1000.0,
+                over(500),
             );
         }
     }
-    drop(handler);
 }
 
 fn slug(path: Path) -> &'static str {

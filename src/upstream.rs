@@ -233,7 +233,8 @@ pub async fn send_paced(
     let mut attempt = 0;
     loop {
         if let Some(pacer) = pacer {
-            pacer.acquire(service, deadline).await?;
+            // A call started with less time left than it may need would time out: an uncertain create.
+            pacer.acquire(service, deadline, call_timeout.min(MIN_CALL_TIME)).await?;
         }
         let remaining = deadline.remaining();
         if remaining.is_zero() {
@@ -304,8 +305,8 @@ pub struct PacerCounts {
     pub deferred: u64,
 }
 
-/// A call is not worth starting with less than this left before its deadline.
-const PACER_MARGIN: Duration = Duration::from_millis(500);
+/// A paced call waits for a slot only while this much of its call timeout (or all of it, when shorter) would be left.
+const MIN_CALL_TIME: Duration = Duration::from_secs(5);
 
 impl Pacer {
     pub fn new(limit: u32, window: Duration) -> Pacer {
@@ -316,8 +317,14 @@ impl Pacer {
         }
     }
 
-    /// Takes a slot now, or waits for one while the deadline allows, or fails with `RetryLater`.
-    pub async fn acquire(&self, service: &'static str, deadline: Deadline) -> Result<(), UpstreamError> {
+    /// Takes a slot now, or waits for one while `needed` would still be left before the deadline, or fails with
+    /// `RetryLater`.
+    pub async fn acquire(
+        &self,
+        service: &'static str,
+        deadline: Deadline,
+        needed: Duration,
+    ) -> Result<(), UpstreamError> {
         let mut waited = false;
         loop {
             let wait = {
@@ -336,7 +343,7 @@ impl Pacer {
                     state.waited += u64::from(waited);
                     return Ok(());
                 }
-                if wait + PACER_MARGIN > deadline.remaining() {
+                if wait + needed > deadline.remaining() {
                     state.deferred += 1;
                     // Whole seconds, rounded up: the sender (or the queue) comes back when a slot is free.
                     let retry_after = Duration::from_secs(wait.as_secs() + 1);
@@ -403,15 +410,18 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> reqwest::Client {
 mod tests {
     use super::*;
 
+    /// The call time a paced call in these tests needs left after its wait.
+    const MARGIN: Duration = Duration::from_millis(500);
+
     #[tokio::test(start_paused = true)]
     async fn the_pacer_starts_at_most_its_limit_in_any_window_and_waits_for_the_oldest_to_leave() {
         let pacer = Pacer::new(3, Duration::from_secs(10));
         let started = Instant::now();
         for _ in 0..3 {
-            pacer.acquire("x", Deadline::after(Duration::from_secs(30))).await.unwrap();
+            pacer.acquire("x", Deadline::after(Duration::from_secs(30)), MARGIN).await.unwrap();
         }
         assert_eq!(started.elapsed(), Duration::ZERO, "the first three go at once");
-        pacer.acquire("x", Deadline::after(Duration::from_secs(30))).await.unwrap();
+        pacer.acquire("x", Deadline::after(Duration::from_secs(30)), MARGIN).await.unwrap();
         // The window plus its 1% margin after the first start.
         assert_eq!(started.elapsed(), Duration::from_millis(10_100));
         assert_eq!(pacer.counts(), PacerCounts { waited: 1, deferred: 0 });
@@ -420,9 +430,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_that_cannot_start_in_time_is_turned_away_with_the_wait_and_makes_no_call() {
         let pacer = Pacer::new(1, Duration::from_secs(10));
-        pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap();
+        pacer.acquire("x", Deadline::after(Duration::from_secs(5)), MARGIN).await.unwrap();
         let started = Instant::now();
-        let refused = pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap_err();
+        let refused = pacer.acquire("x", Deadline::after(Duration::from_secs(5)), MARGIN).await.unwrap_err();
         assert_eq!(started.elapsed(), Duration::ZERO, "turned away at once, not after waiting");
         assert_eq!(refused.retry_after(), Some(Duration::from_secs(11)));
         assert_eq!(refused.failure(Call::Create), Failure::Transient { retry_after: Some(Duration::from_secs(11)) });
@@ -433,15 +443,15 @@ mod tests {
     async fn a_429_holds_every_caller_back_for_its_wait() {
         let pacer = Pacer::new(100, Duration::from_secs(300));
         pacer.hold(Duration::from_secs(20));
-        let short = pacer.acquire("x", Deadline::after(Duration::from_secs(10))).await.unwrap_err();
+        let short = pacer.acquire("x", Deadline::after(Duration::from_secs(10)), MARGIN).await.unwrap_err();
         assert_eq!(short.retry_after(), Some(Duration::from_secs(21)));
         let started = Instant::now();
-        pacer.acquire("x", Deadline::after(Duration::from_secs(25))).await.unwrap();
+        pacer.acquire("x", Deadline::after(Duration::from_secs(25)), MARGIN).await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(20));
         // A shorter hold never shortens a longer one.
         pacer.hold(Duration::from_secs(30));
         pacer.hold(Duration::from_secs(1));
-        let held = pacer.acquire("x", Deadline::after(Duration::from_secs(5))).await.unwrap_err();
+        let held = pacer.acquire("x", Deadline::after(Duration::from_secs(5)), MARGIN).await.unwrap_err();
         assert_eq!(held.retry_after(), Some(Duration::from_secs(31)));
     }
 

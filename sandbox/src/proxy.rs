@@ -32,6 +32,8 @@ pub struct CountingProxy {
     /// Time spent on the requests counted as reads and writes (the run history's aside), from each request's
     /// arrival to its answer: the round trips as the client waited on them.
     busy: Arc<Mutex<std::time::Duration>>,
+    /// Each counted request's time, in arrival order.
+    times: Arc<Mutex<Vec<std::time::Duration>>>,
     _server: ServerHandle,
 }
 
@@ -50,6 +52,8 @@ impl CountingProxy {
         let counted = counts.clone();
         let busy = Arc::new(Mutex::new(std::time::Duration::ZERO));
         let timed = busy.clone();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let each = times.clone();
         let filter = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -66,7 +70,7 @@ impl CountingProxy {
                 let history = kind == RUN_HISTORY;
                 *counted.lock().unwrap().entry(kind).or_default() += 1;
                 let forwarded = forward(client.clone(), target.clone(), method, path, query, headers, body);
-                let timed = timed.clone();
+                let (timed, each) = (timed.clone(), each.clone());
                 async move {
                     let arrived = std::time::Instant::now();
                     // The round trip lasts `wait`, Azurite's own time inside it (as a service's time is inside
@@ -74,17 +78,23 @@ impl CountingProxy {
                     let (answer, ()) = tokio::join!(forwarded, tokio::time::sleep(wait.unwrap_or_default()));
                     if !history {
                         *timed.lock().unwrap() += arrived.elapsed();
+                        each.lock().unwrap().push(arrived.elapsed());
                     }
                     answer
                 }
             });
         let server = crate::server::bind(filter, None).await.expect("bind the proxy");
-        CountingProxy { port: server.port(), counts, busy, _server: server }
+        CountingProxy { port: server.port(), counts, busy, times, _server: server }
     }
 
     /// Time spent on the counted requests so far (`busy`).
     pub fn busy(&self) -> std::time::Duration {
         *self.busy.lock().unwrap()
+    }
+
+    /// Each counted request's time so far, in arrival order.
+    pub fn times(&self) -> Vec<std::time::Duration> {
+        self.times.lock().unwrap().clone()
     }
 
     /// The requests forwarded so far.
