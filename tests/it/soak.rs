@@ -927,6 +927,19 @@ async fn ambiguous_comment_posts_are_reported_never_doubled() {
 /// although it was never sent. One public action, no fault on ContraForce: it must arrive exactly once.
 #[tokio::test]
 async fn a_storage_freeze_during_the_marker_write_loses_no_comment() {
+    marker_write_frozen_for(Duration::from_millis(4_000)).await;
+}
+
+/// The same freeze, longer than the storage client's whole time limit (6 s): the webhook gives up while its marker
+/// write is still in Azurite, and the write lands after it. Only the first marker write may meet this, so it must
+/// be the one that says "not posted yet" (Reserved): a marker written first as Sending would say "maybe posted" and
+/// the comment would never go.
+#[tokio::test]
+async fn a_storage_freeze_past_the_client_time_limit_at_the_marker_write_loses_no_comment() {
+    marker_write_frozen_for(Duration::from_millis(8_000)).await;
+}
+
+async fn marker_write_frozen_for(freeze: Duration) {
     let b = Bridge::start_with(|env| env.push(("CLAIM_TTL_SECONDS".into(), "3".into()))).await;
     let (a, _) = b.send_cf_until_done("evt-freeze", &incident("inc-freeze", 30_000)).await;
     let ticket = a.body["ticketId"].as_i64().unwrap();
@@ -947,7 +960,7 @@ async fn a_storage_freeze_during_the_marker_write_loses_no_comment() {
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
     b.azurite.pause();
-    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    tokio::time::sleep(freeze).await;
     b.azurite.resume();
     let first = webhook.await.unwrap();
     // Halo's later webhooks for the ticket, retried until 2xx, after the claim went stale.
